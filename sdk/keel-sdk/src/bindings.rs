@@ -12,6 +12,7 @@ pub mod host {
         world: "keel:host/imports@0.1.0",
         path: ["../../wit/keel-host"],
         generate_all,
+        additional_derives: [PartialEq, Eq],
     });
 }
 
@@ -25,6 +26,7 @@ pub mod dcs {
             "keel:host/etcd@0.1.0": ::keel_sdk::__private::bindings::host::keel::host::etcd,
         },
         generate_all,
+        additional_derives: [PartialEq, Eq],
         pub_export_macro: true,
         export_macro_name: "__keel_export_dcs_world",
         default_bindings_module: "::keel_sdk::__private::bindings::dcs",
@@ -41,6 +43,7 @@ pub mod mpp {
             "keel:host/postgres@0.1.0": ::keel_sdk::__private::bindings::host::keel::host::postgres,
         },
         generate_all,
+        additional_derives: [PartialEq, Eq],
         pub_export_macro: true,
         export_macro_name: "__keel_export_mpp_world",
         default_bindings_module: "::keel_sdk::__private::bindings::mpp",

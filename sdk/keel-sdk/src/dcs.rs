@@ -173,8 +173,12 @@ pub mod glue {
 #[macro_export]
 macro_rules! export_dcs_plugin {
     ($plugin:ty) => {
+        // Exports exist only in the component; natively the plugin is a library
+        // that tests call directly.
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         type __KeelDcsExport = $crate::__private::dcs_glue::Export<$plugin>;
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::bindings::dcs::__keel_export_dcs_world!(
             __KeelDcsExport with_types_in $crate::__private::bindings::dcs
         );

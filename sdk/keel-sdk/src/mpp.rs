@@ -122,8 +122,12 @@ pub mod glue {
 #[macro_export]
 macro_rules! export_mpp_plugin {
     ($plugin:ty) => {
+        // Exports exist only in the component; natively the plugin is a library
+        // that tests call directly.
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
         type __KeelMppExport = $crate::__private::mpp_glue::Export<$plugin>;
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::bindings::mpp::__keel_export_mpp_world!(
             __KeelMppExport with_types_in $crate::__private::bindings::mpp
         );
