@@ -17,10 +17,13 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod dcs;
 mod error;
+pub mod memory;
 pub mod model;
 pub mod path;
 
 pub use backend::{DcsBackend, DcsFuture, Entry, GroupEntries, LoadScope, Settings, ValueKey};
+pub use dcs::Dcs;
 pub use error::{DcsError, Result};
 pub use model::{Cluster, Formation, Member, MemberData};
