@@ -99,8 +99,8 @@ impl Failover {
                 out.scheduled_at = at.flatten();
             }
             Ok(_) => tracing::warn!("failover key is not a JSON object, ignored"),
-            Err(_) if raw.trim_start().starts_with(['{', '[']) => {
-                tracing::warn!("failover key is broken JSON, ignored");
+            Err(_) if !is_legacy_text(raw) => {
+                tracing::warn!("failover key is neither JSON nor `leader:candidate`, ignored");
             }
             Err(_) => {
                 let mut parts = raw.split(':').map(str::trim);
@@ -137,6 +137,14 @@ impl Failover {
         }
         format!("{{{}}}", parts.join(","))
     }
+}
+
+/// `true` for text that can be the legacy `leader:candidate` form: no control
+/// characters and none of JSON's brackets or quotes (broken JSON is garbage, not a
+/// member called `{"leader"`).
+fn is_legacy_text(raw: &str) -> bool {
+    raw.chars()
+        .all(|c| !c.is_control() && !matches!(c, '{' | '}' | '[' | ']' | '"'))
 }
 
 /// Parse an ISO 8601 timestamp with an offset (`2024-07-02T18:00:00+00:00`,
