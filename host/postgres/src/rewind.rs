@@ -1,0 +1,450 @@
+//! Timeline divergence and pg_rewind (Patroni's `postgresql/rewind.py`).
+//!
+//! After a failover the old primary may hold WAL the new primary never saw. Before it follows the
+//! new leader, [`Postgres::check_divergence`] compares its own timeline and position with the
+//! leader's timeline history; [`Postgres::rewind`] then runs pg_rewind once the leader has
+//! checkpointed on its new timeline. A failed rewind either removes the data directory (when
+//! configured, so the node is re-cloned) or leaves the node marked as failed: it is never started
+//! as a healthy replica.
+//!
+//! Deviation from Patroni: the leader's timeline and history are read over a normal connection
+//! (`pg_walfile_name`, `pg_read_binary_file('pg_wal/N.history')`, which the rewind role may call)
+//! instead of a replication connection, because tokio-postgres has no replication mode.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::Postgres;
+use crate::connection::{Credentials, Upstream, remote_config};
+use crate::error::{Error, Result, RewindBlocker, Wait};
+use crate::misc::{HistoryEntry, Lsn, parse_history};
+use crate::postmaster::StopMode;
+use crate::state::{Role, timeline_of_walfile};
+
+/// The leader as the rewind needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// Where it listens.
+    pub upstream: Upstream,
+    /// Its member key's `checkpoint_after_promote`: `Some(false)` means "not yet", `None` unknown
+    /// (then Keel checks, and asks for a CHECKPOINT itself).
+    pub checkpoint_after_promote: Option<bool>,
+}
+
+/// Whether this node's history diverged from the leader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Divergence {
+    /// The node can follow the leader as it is.
+    None,
+    /// The node has WAL the leader does not: it needs pg_rewind (or a re-clone).
+    Diverged {
+        /// Our timeline.
+        local_timeline: u32,
+        /// Our position.
+        local_lsn: Lsn,
+        /// The leader's timeline.
+        leader_timeline: u32,
+    },
+}
+
+/// What [`Postgres::rewind`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewindOutcome {
+    /// pg_rewind succeeded; the node can now follow the leader.
+    Rewound,
+    /// The rewind failed (or was impossible) and the data directory was removed as configured;
+    /// the node must be re-cloned.
+    DataDirectoryRemoved,
+}
+
+/// Where this node stands, for the divergence check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPosition {
+    /// Timeline.
+    pub timeline: u32,
+    /// Position: replay (replica), current WAL (running primary) or latest checkpoint (a primary
+    /// that was shut down).
+    pub lsn: Lsn,
+    /// True when the position is a primary's (its checkpoint), false for a replica's.
+    pub primary: bool,
+}
+
+/// Patroni's decision: does `local` need a rewind to follow a leader on `leader_timeline` with
+/// `history`? `checkpoint_end` is where a former primary's shutdown checkpoint record ends (from
+/// pg_waldump), when known.
+pub fn needs_rewind(
+    local: LocalPosition,
+    checkpoint_end: Option<Lsn>,
+    leader_timeline: u32,
+    history: &[HistoryEntry],
+) -> bool {
+    if local.timeline > leader_timeline {
+        return true;
+    }
+    if local.timeline == leader_timeline {
+        return false;
+    }
+    match history.iter().find(|e| e.parent == local.timeline) {
+        Some(entry) if local.primary => {
+            local.lsn >= entry.switch_point || checkpoint_end != Some(entry.switch_point)
+        }
+        Some(entry) => local.lsn > entry.switch_point,
+        None => true,
+    }
+}
+
+/// Parses the end of a checkpoint record out of `pg_waldump -n 2` output that stops with
+/// "invalid record length at X/Y".
+pub fn parse_waldump_end(stdout: &str, stderr: &str, lsn: Lsn) -> Option<Lsn> {
+    let lsn8 = format!("{:X}/{:08X}", lsn.0 >> 32, lsn.0 & 0xFFFF_FFFF);
+    let out: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    if out.len() != 1 || !out[0].contains(&format!(", lsn: {lsn8}, prev ")) {
+        return None;
+    }
+    let marker = "invalid record length at ";
+    let line = stderr.lines().find(|l| l.contains(marker))?;
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split(':').next()?.trim().parse().ok()
+}
+
+impl Postgres {
+    fn rewind_credentials(&self) -> &Credentials {
+        self.settings
+            .rewind
+            .as_ref()
+            .unwrap_or(&self.settings.superuser)
+    }
+
+    async fn connect_leader(&self, leader: &Upstream) -> Result<Client> {
+        let t = self.settings.timeouts.connect;
+        let config = remote_config(leader, self.rewind_credentials(), t);
+        let (client, conn) = tokio::time::timeout(t, config.connect(NoTls))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: Wait::Connect,
+                timeout: t,
+            })??;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// The leader's current timeline and its timeline history.
+    pub async fn leader_history(&self, leader: &Upstream) -> Result<(u32, Vec<HistoryEntry>)> {
+        let client = self.connect_leader(leader).await?;
+        let t = self.settings.timeouts.query;
+        let bounded = |what| Error::Timeout { what, timeout: t };
+        let sql = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN '' \
+                   ELSE pg_walfile_name(pg_current_wal_lsn()) END";
+        let row = tokio::time::timeout(t, client.query_one(sql, &[]))
+            .await
+            .map_err(|_| bounded(Wait::Query))??;
+        if row.try_get::<_, bool>(0)? {
+            return Err(Error::LeaderInRecovery {
+                host: leader.host.clone(),
+                port: leader.port,
+            });
+        }
+        let walfile: String = row.try_get(1)?;
+        let timeline = timeline_of_walfile(&walfile).ok_or(Error::Parse {
+            what: "WAL file name",
+            text: walfile.clone(),
+        })?;
+        if timeline == 1 {
+            return Ok((1, Vec::new()));
+        }
+        let sql = format!(
+            "SELECT convert_from(pg_read_binary_file('pg_wal/{timeline:08X}.history'), 'UTF8')"
+        );
+        let row = tokio::time::timeout(t, client.query_one(&sql, &[]))
+            .await
+            .map_err(|_| bounded(Wait::Query))??;
+        Ok((timeline, parse_history(&row.try_get::<_, String>(0)?)?))
+    }
+
+    /// Where this node stands: from the running server, or from pg_control when stopped.
+    pub async fn local_position(&self) -> Result<LocalPosition> {
+        if self.is_running() {
+            let st = self.state().await?;
+            let lsn = match st.role {
+                Role::Primary => st.wal_lsn,
+                Role::Replica => st.replay_lsn.max(st.receive_lsn),
+            };
+            return Ok(LocalPosition {
+                timeline: st.timeline.unwrap_or(0),
+                lsn: lsn.unwrap_or_default(),
+                primary: st.role == Role::Primary,
+            });
+        }
+        let cd = self.controldata().await?;
+        let primary = !matches!(
+            cd.state(),
+            Some("shut down in recovery" | "in archive recovery")
+        );
+        let (timeline, lsn) = if primary {
+            cd.checkpoint()
+        } else {
+            cd.position()
+        }
+        .ok_or(Error::Parse {
+            what: "pg_controldata position",
+            text: cd.state().unwrap_or("").to_owned(),
+        })?;
+        Ok(LocalPosition {
+            timeline,
+            lsn,
+            primary,
+        })
+    }
+
+    /// Compares this node with the leader's history (Patroni's `_check_timeline_and_lsn`).
+    pub async fn check_divergence(&self, leader: &Upstream) -> Result<Divergence> {
+        let local = self.local_position().await?;
+        let (leader_timeline, history) = self.leader_history(leader).await?;
+        let checkpoint_end = if local.primary && !self.is_running() {
+            self.checkpoint_end(local.timeline, local.lsn).await
+        } else {
+            None
+        };
+        if needs_rewind(local, checkpoint_end, leader_timeline, &history) {
+            Ok(Divergence::Diverged {
+                local_timeline: local.timeline,
+                local_lsn: local.lsn,
+                leader_timeline,
+            })
+        } else {
+            Ok(Divergence::None)
+        }
+    }
+
+    /// Where the checkpoint record at `lsn` ends, read with pg_waldump; `None` when unknown.
+    async fn checkpoint_end(&self, timeline: u32, lsn: Lsn) -> Option<Lsn> {
+        let mut cmd = self.bin.command("pg_waldump");
+        cmd.arg("-p")
+            .arg(self.data_dir().join("pg_wal"))
+            .args([
+                "-t",
+                &timeline.to_string(),
+                "-s",
+                &lsn.to_string(),
+                "-n",
+                "2",
+            ])
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(self.settings.timeouts.query, cmd.output())
+            .await
+            .ok()?
+            .ok()?;
+        parse_waldump_end(
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+            lsn,
+        )
+    }
+
+    /// Waits for (and if needed asks for) the leader's checkpoint on its new timeline.
+    async fn ensure_leader_checkpoint(&self, leader: &LeaderInfo) -> Result<()> {
+        match leader.checkpoint_after_promote {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(Error::LeaderCheckpointPending),
+            None => {}
+        }
+        let client = self.connect_leader(&leader.upstream).await?;
+        let sql = "SELECT (SELECT timeline_id FROM pg_control_checkpoint())::text, \
+                   pg_walfile_name(pg_current_wal_lsn())";
+        let t = self.settings.timeouts.query;
+        for attempt in 0..2 {
+            let row = tokio::time::timeout(t, client.query_one(sql, &[]))
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: Wait::Query,
+                    timeout: t,
+                })??;
+            let cp: String = row.try_get(0)?;
+            let wal: String = row.try_get(1)?;
+            if cp.parse::<u32>().ok() == timeline_of_walfile(&wal) {
+                return Ok(());
+            }
+            if attempt == 0 {
+                // Works for a superuser (or pg_checkpoint on PG15+); otherwise we wait for the
+                // leader's own post-promote checkpoint.
+                let _ = tokio::time::timeout(t, client.batch_execute("CHECKPOINT")).await;
+            }
+        }
+        Err(Error::LeaderCheckpointPending)
+    }
+
+    /// Rewinds this node against the leader. PostgreSQL is stopped first. On failure the data
+    /// directory is removed when `remove_data_directory_on_rewind_failure` is set
+    /// ([`RewindOutcome::DataDirectoryRemoved`]); otherwise the node is marked failed
+    /// ([`Postgres::rewind_failed`]) and [`Error::RewindFailed`] returned.
+    pub async fn rewind(&self, leader: &LeaderInfo) -> Result<RewindOutcome> {
+        let s = &self.settings;
+        if !s.use_pg_rewind {
+            return self.rewind_impossible(RewindBlocker::Disabled);
+        }
+        self.stop(StopMode::Fast).await?;
+        let cd = self.controldata().await?;
+        if cd.state() == Some("in production") {
+            self.single_user_crash_recovery().await?;
+        }
+        if !cd.rewind_capable() {
+            return self.rewind_impossible(RewindBlocker::NoHintsOrChecksums);
+        }
+        self.ensure_leader_checkpoint(leader).await?;
+        self.write_pgpass(&leader.upstream)?;
+        let saved = self.save_config_files();
+        let conninfo = leader.upstream.conninfo(
+            self.rewind_credentials(),
+            Some(&s.pgpass),
+            None,
+            self.bin.major(),
+        ) + " target_session_attrs=read-write";
+        let mut cmd = self.bin.command("pg_rewind");
+        cmd.arg("-D").arg(self.data_dir());
+        if self.bin.major() >= 15 && s.recovery_conf.get("restore_command").is_some() {
+            cmd.arg("--restore-target-wal");
+        }
+        cmd.arg(format!("--source-server={conninfo}"))
+            .env("PGOPTIONS", "-c statement_timeout=0")
+            .env("PGPASSFILE", &s.pgpass);
+        let result = crate::bin::run(cmd, &self.bin.path("pg_rewind"), s.timeouts.command).await;
+        self.restore_config_files(saved);
+        match result {
+            Ok(_) => {
+                self.rewind_failed.store(false, Ordering::SeqCst);
+                Ok(RewindOutcome::Rewound)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "pg_rewind failed");
+                if s.remove_data_directory_on_rewind_failure {
+                    self.remove_data_directory()?;
+                    self.rewind_failed.store(false, Ordering::SeqCst);
+                    return Ok(RewindOutcome::DataDirectoryRemoved);
+                }
+                self.rewind_failed.store(true, Ordering::SeqCst);
+                Err(Error::RewindFailed {
+                    data_dir: self.data_dir().to_owned(),
+                })
+            }
+        }
+    }
+
+    fn rewind_impossible(&self, reason: RewindBlocker) -> Result<RewindOutcome> {
+        if self.settings.remove_data_directory_on_diverged_timelines {
+            tracing::warn!("reinitializing due to diverged timelines");
+            self.remove_data_directory()?;
+            return Ok(RewindOutcome::DataDirectoryRemoved);
+        }
+        self.rewind_failed.store(true, Ordering::SeqCst);
+        Err(Error::RewindImpossible { reason })
+    }
+
+    /// Runs single-user mode once so that a crashed cluster is consistent for pg_rewind, with
+    /// archiving pointed at `false` so nothing is archived on the old timeline.
+    async fn single_user_crash_recovery(&self) -> Result<()> {
+        let mut cmd = self.bin.command("postgres");
+        cmd.args(["--single", "-D"]).arg(self.data_dir()).args([
+            "-c",
+            "archive_mode=on",
+            "-c",
+            "archive_command=false",
+            "template1",
+        ]);
+        crate::bin::run(
+            cmd,
+            &self.bin.path("postgres"),
+            self.settings.timeouts.command,
+        )
+        .await
+        .map(drop)
+    }
+
+    fn save_config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        [
+            "postgresql.conf",
+            "postgresql.base.conf",
+            "pg_hba.conf",
+            "pg_ident.conf",
+        ]
+        .iter()
+        .map(|f| self.data_dir().join(f))
+        .filter_map(|p| std::fs::read(&p).ok().map(|c| (p, c)))
+        .collect()
+    }
+
+    fn restore_config_files(&self, saved: Vec<(PathBuf, Vec<u8>)>) {
+        for (path, contents) in saved {
+            if let Err(e) = std::fs::write(&path, contents) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot restore config file");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(timeline: u32, lsn: u64, primary: bool) -> LocalPosition {
+        LocalPosition {
+            timeline,
+            lsn: Lsn(lsn),
+            primary,
+        }
+    }
+
+    #[test]
+    fn rewind_rules() {
+        let history = [HistoryEntry {
+            parent: 1,
+            switch_point: Lsn(0x300_00A0),
+        }];
+        // Same timeline: no rewind.
+        assert!(!needs_rewind(pos(2, 0x500_0000, false), None, 2, &history));
+        // Ahead of the leader's timeline: rewind.
+        assert!(needs_rewind(pos(3, 0, false), None, 2, &history));
+        // Replica behind the switch point: no rewind; past it: rewind.
+        assert!(!needs_rewind(pos(1, 0x300_0000, false), None, 2, &history));
+        assert!(needs_rewind(pos(1, 0x300_0100, false), None, 2, &history));
+        // Former primary whose shutdown checkpoint ends exactly at the switch point: no rewind.
+        assert!(!needs_rewind(
+            pos(1, 0x300_0028, true),
+            Some(Lsn(0x300_00A0)),
+            2,
+            &history
+        ));
+        // ... that wrote more, or whose checkpoint end is unknown: rewind.
+        assert!(needs_rewind(
+            pos(1, 0x300_00A0, true),
+            Some(Lsn(0x300_0120)),
+            2,
+            &history
+        ));
+        assert!(needs_rewind(pos(1, 0x300_0028, true), None, 2, &history));
+        // No history entry for our timeline.
+        assert!(needs_rewind(pos(5, 0, false), None, 7, &history));
+    }
+
+    #[test]
+    fn waldump_end() {
+        let out = "rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, \
+                   lsn: 0/03000028, prev 0/02000110, desc: CHECKPOINT_SHUTDOWN redo 0/3000028\n";
+        let err = "pg_waldump: error: error in WAL record at 0/3000028: invalid record length \
+                   at 0/30000A0: wanted 24, got 0\n";
+        assert_eq!(
+            parse_waldump_end(out, err, Lsn(0x300_0028)),
+            Some(Lsn(0x300_00A0))
+        );
+        let err16 = "pg_waldump: error: error in WAL record at 0/3000028: invalid record length \
+                     at 0/30000A0: expected at least 24, got 0\n";
+        assert_eq!(
+            parse_waldump_end(out, err16, Lsn(0x300_0028)),
+            Some(Lsn(0x300_00A0))
+        );
+        assert_eq!(parse_waldump_end("", err, Lsn(0x300_0028)), None);
+    }
+}

@@ -1,0 +1,318 @@
+//! Replication slots (Patroni's `postgresql/slots.py`, the part that runs on one node).
+//!
+//! The caller (the HA loop) decides which slots this node should have: a physical slot per member
+//! that streams from it, plus permanent physical and logical slots from the dynamic
+//! configuration. [`Postgres::sync_slots`] makes the server match: creates what is missing, drops
+//! and recreates slots whose type/plugin/database differ, and drops inactive slots nobody wants
+//! unless the ignore predicate (`ignore_slots`, the MPP plugin's hook) keeps them. Temporary slots
+//! are never touched.
+//!
+//! Not done here yet: copying logical slots to replicas (`pg_replslot/<slot>/state` over
+//! `pg_read_binary_file`) and their background advance; [`Postgres::advance_slot`] is the building
+//! block for the latter.
+
+use crate::Postgres;
+use crate::bootstrap::quote_literal;
+use crate::error::{Error, Result};
+use crate::misc::Lsn;
+
+/// A slot's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A physical slot.
+    Physical,
+    /// A logical slot on `database` using output `plugin`.
+    Logical {
+        /// The database.
+        database: String,
+        /// The output plugin.
+        plugin: String,
+    },
+}
+
+/// A slot this node should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotSpec {
+    /// The slot name (`^[a-z0-9_]{1,63}$`).
+    pub name: String,
+    /// Its type.
+    pub kind: SlotKind,
+}
+
+impl SlotSpec {
+    /// A physical slot.
+    pub fn physical(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: SlotKind::Physical,
+        }
+    }
+
+    /// A logical slot.
+    pub fn logical(
+        name: impl Into<String>,
+        database: impl Into<String>,
+        plugin: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind: SlotKind::Logical {
+                database: database.into(),
+                plugin: plugin.into(),
+            },
+        }
+    }
+}
+
+/// A slot as `pg_replication_slots` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSlot {
+    /// Name.
+    pub name: String,
+    /// Type, plugin and database.
+    pub kind: SlotKind,
+    /// Temporary slots are ignored by the sync.
+    pub temporary: bool,
+    /// In use by a walsender.
+    pub active: bool,
+    /// `restart_lsn`.
+    pub restart_lsn: Option<Lsn>,
+    /// `confirmed_flush_lsn` (logical slots).
+    pub confirmed_flush_lsn: Option<Lsn>,
+}
+
+/// What [`Postgres::sync_slots`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotSyncReport {
+    /// Slots created.
+    pub created: Vec<String>,
+    /// Slots dropped (including ones dropped to be recreated).
+    pub dropped: Vec<String>,
+    /// Unwanted slots kept because they are active (retried next time) or ignored.
+    pub kept: Vec<String>,
+}
+
+/// Patroni's slot name for a member: lower case, `-` and `.` become `_`, any other character
+/// outside `[a-z0-9_]` becomes `u` + its code point as 4+ decimal digits; at most 63 characters.
+pub fn slot_name_from_member_name(member: &str) -> String {
+    let mut out = String::new();
+    for c in member.to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => out.push(c),
+            '-' | '.' => out.push('_'),
+            other => out.push_str(&format!("u{:04}", u32::from(other))),
+        }
+    }
+    out.chars().take(63).collect()
+}
+
+/// True for a valid permanent slot name: `^[a-z0-9_]{1,63}$`.
+pub fn is_valid_slot_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Slot changes as a plan: (to drop, to create, kept). Pure, so it is unit-tested.
+pub fn plan_slots<'a>(
+    wanted: &'a [SlotSpec],
+    existing: &[ReplicationSlot],
+    ignore: &dyn Fn(&ReplicationSlot) -> bool,
+) -> (Vec<String>, Vec<&'a SlotSpec>, Vec<String>) {
+    let mut drop = Vec::new();
+    let mut kept = Vec::new();
+    for slot in existing.iter().filter(|s| !s.temporary) {
+        let want = wanted.iter().find(|w| w.name == slot.name);
+        let unwanted = want.is_none_or(|w| w.kind != slot.kind);
+        if !unwanted {
+            continue;
+        }
+        if (want.is_none() && ignore(slot)) || slot.active {
+            kept.push(slot.name.clone());
+        } else {
+            drop.push(slot.name.clone());
+        }
+    }
+    let create = wanted
+        .iter()
+        .filter(|w| existing.iter().all(|s| s.name != w.name) || drop.contains(&w.name))
+        .collect();
+    (drop, create, kept)
+}
+
+impl Postgres {
+    /// The non-temporary and temporary slots on this server.
+    pub async fn slots(&self) -> Result<Vec<ReplicationSlot>> {
+        let rows = self
+            .query(
+                "SELECT slot_name::text, slot_type, plugin::text, database::text, temporary, \
+                 active, restart_lsn::text, confirmed_flush_lsn::text FROM pg_replication_slots",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let slot_type: String = r.try_get(1)?;
+                let kind = if slot_type == "logical" {
+                    SlotKind::Logical {
+                        plugin: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        database: r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    }
+                } else {
+                    SlotKind::Physical
+                };
+                let lsn = |i: usize| -> Result<Option<Lsn>> {
+                    r.try_get::<_, Option<String>>(i)?
+                        .map(|s| s.parse())
+                        .transpose()
+                };
+                Ok(ReplicationSlot {
+                    name: r.try_get(0)?,
+                    kind,
+                    temporary: r.try_get(4)?,
+                    active: r.try_get(5)?,
+                    restart_lsn: lsn(6)?,
+                    confirmed_flush_lsn: lsn(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the server's slots match `wanted`. `ignore` keeps unwanted slots it returns true
+    /// for. Logical slots are created only on a primary (an error on a replica).
+    pub async fn sync_slots(
+        &self,
+        wanted: &[SlotSpec],
+        ignore: &dyn Fn(&ReplicationSlot) -> bool,
+    ) -> Result<SlotSyncReport> {
+        if let Some(bad) = wanted.iter().find(|w| !is_valid_slot_name(&w.name)) {
+            return Err(Error::InvalidParameter {
+                name: "slots".to_owned(),
+                value: bad.name.clone(),
+            });
+        }
+        let existing = self.slots().await?;
+        let (drop, create, kept) = plan_slots(wanted, &existing, ignore);
+        let mut report = SlotSyncReport {
+            kept,
+            ..SlotSyncReport::default()
+        };
+        for name in drop {
+            self.execute(&format!(
+                "SELECT pg_drop_replication_slot({})",
+                quote_literal(&name)
+            ))
+            .await?;
+            report.dropped.push(name);
+        }
+        for spec in create {
+            match &spec.kind {
+                SlotKind::Physical => {
+                    self.execute(&format!(
+                        "SELECT pg_create_physical_replication_slot({}, true)",
+                        quote_literal(&spec.name)
+                    ))
+                    .await?;
+                }
+                SlotKind::Logical { database, plugin } => {
+                    self.create_logical_slot(&spec.name, database, plugin)
+                        .await?;
+                }
+            }
+            report.created.push(spec.name.clone());
+        }
+        Ok(report)
+    }
+
+    async fn create_logical_slot(&self, name: &str, database: &str, plugin: &str) -> Result<()> {
+        let s = &self.settings;
+        let mut config = crate::connection::local_config(
+            &s.socket_dir,
+            s.port,
+            &s.superuser,
+            s.timeouts.connect,
+        );
+        config.dbname(database);
+        let (client, conn) =
+            tokio::time::timeout(s.timeouts.connect, config.connect(tokio_postgres::NoTls))
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: crate::error::Wait::Connect,
+                    timeout: s.timeouts.connect,
+                })??;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let sql = format!(
+            "SELECT pg_create_logical_replication_slot({}, {})",
+            quote_literal(name),
+            quote_literal(plugin)
+        );
+        tokio::time::timeout(s.timeouts.query, client.batch_execute(&sql))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: crate::error::Wait::Query,
+                timeout: s.timeouts.query,
+            })??;
+        Ok(())
+    }
+
+    /// Advances an inactive slot to `lsn` (`pg_replication_slot_advance`), as Patroni does for
+    /// permanent slots on replicas.
+    pub async fn advance_slot(&self, name: &str, lsn: Lsn) -> Result<()> {
+        self.execute(&format!(
+            "SELECT pg_replication_slot_advance({}, {}::pg_lsn)",
+            quote_literal(name),
+            quote_literal(&lsn.to_string())
+        ))
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_follow_patroni() {
+        assert_eq!(slot_name_from_member_name("postgres-0"), "postgres_0");
+        assert_eq!(slot_name_from_member_name("Node.One"), "node_one");
+        assert_eq!(slot_name_from_member_name("a b"), "au0032b");
+        assert_eq!(slot_name_from_member_name("ü"), "u0252");
+        assert_eq!(slot_name_from_member_name(&"x".repeat(70)).len(), 63);
+        assert!(is_valid_slot_name("node_1"));
+        assert!(!is_valid_slot_name("Node"));
+        assert!(!is_valid_slot_name(""));
+    }
+
+    fn slot(name: &str, kind: SlotKind, active: bool) -> ReplicationSlot {
+        ReplicationSlot {
+            name: name.to_owned(),
+            kind,
+            temporary: false,
+            active,
+            restart_lsn: None,
+            confirmed_flush_lsn: None,
+        }
+    }
+
+    #[test]
+    fn plan_creates_drops_and_keeps() {
+        let wanted = vec![
+            SlotSpec::physical("n2"),
+            SlotSpec::logical("cdc", "postgres", "pgoutput"),
+        ];
+        let existing = vec![
+            slot("old", SlotKind::Physical, false),
+            slot("busy", SlotKind::Physical, true),
+            slot("keepme", SlotKind::Physical, false),
+            slot("cdc", SlotKind::Physical, false),
+        ];
+        let ignore = |s: &ReplicationSlot| s.name == "keepme";
+        let (drop, create, kept) = plan_slots(&wanted, &existing, &ignore);
+        assert_eq!(drop, vec!["old", "cdc"]);
+        let created: Vec<&str> = create.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(created, vec!["n2", "cdc"]);
+        assert_eq!(kept, vec!["busy", "keepme"]);
+    }
+}
