@@ -207,7 +207,7 @@ mod tests {
             assert!(s.is_empty(), "{raw:?}");
             assert_eq!(s.version.as_deref(), Some("9"));
         }
-        // quorum without a leader is ignored rather than garbage
+        // like Python int(), a decimal string is a valid quorum
         assert_eq!(
             SyncState::parse("1", r#"{"leader":"a","quorum":"2"}"#).quorum,
             2
