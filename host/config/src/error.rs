@@ -80,7 +80,11 @@ impl ConfigError {
     /// Converts a serde error that carries its path into [`ConfigError::Invalid`].
     pub(crate) fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
         let path = err.path().to_string();
-        let problem = err.into_inner().to_string();
+        let mut problem = err.into_inner().to_string();
+        // The raw structs' names mean nothing to an operator.
+        if let Some(at) = problem.find("expected struct Raw") {
+            problem.replace_range(at.., "expected a mapping");
+        }
         // Missing fields are reported by serde at the parent's path.
         if let Some(field) = problem
             .strip_prefix("missing field `")
