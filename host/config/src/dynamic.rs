@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::lenient::{parse_bool, parse_duration, parse_int, parse_size};
+use crate::check::Reader;
+use crate::lenient::{parse_bool, parse_int, parse_size};
 use crate::merge::DynamicPostgresql;
 use crate::standby::{IgnoreSlot, PermanentSlot, StandbyCluster};
 
@@ -98,65 +99,6 @@ impl Default for DynamicConfig {
             postgresql: DynamicPostgresql::default(),
             extra: Map::new(),
         }
-    }
-}
-
-/// Reads keys of one JSON object, warning (with the key path) instead of failing.
-pub(crate) struct Reader<'a> {
-    pub(crate) map: &'a Map<String, Value>,
-    pub(crate) prefix: &'a str,
-    pub(crate) warnings: &'a mut Vec<String>,
-}
-
-impl Reader<'_> {
-    /// A non-null value.
-    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    /// Parses `key` if present; on failure warns and returns `None`.
-    pub(crate) fn parse<T>(
-        &mut self,
-        key: &str,
-        parse: impl Fn(&Value) -> Result<T, String>,
-    ) -> Option<T> {
-        let value = self.get(key)?;
-        match parse(value) {
-            Ok(v) => Some(v),
-            Err(problem) => {
-                self.warnings.push(format!(
-                    "{}{key}: {problem}; using the default",
-                    self.prefix
-                ));
-                None
-            }
-        }
-    }
-
-    pub(crate) fn flag(&mut self, key: &str, default: bool) -> bool {
-        self.parse(key, parse_bool).unwrap_or(default)
-    }
-
-    /// A non-negative integer that fits `u32`.
-    pub(crate) fn uint(&mut self, key: &str, default: u32) -> u32 {
-        self.parse(key, |v| {
-            let n = parse_int(v)?;
-            u32::try_from(n)
-                .map_err(|_| format!("expected an integer between 0 and {}, got {n}", u32::MAX))
-        })
-        .unwrap_or(default)
-    }
-
-    /// A number of seconds; units (`30min`) are accepted.
-    fn seconds(&mut self, key: &str) -> Option<u32> {
-        self.parse(key, |v| {
-            let secs = parse_duration(v)?.as_secs();
-            u32::try_from(secs).map_err(|_| format!("{secs} seconds is too long"))
-        })
-    }
-
-    pub(crate) fn text(&mut self, key: &str) -> Option<String> {
-        self.parse(key, crate::lenient::parse_text)
     }
 }
 

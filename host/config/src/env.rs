@@ -356,17 +356,6 @@ mod tests {
     }
 
     #[test]
-    fn keel_prefix_wins() {
-        let e = env(&[
-            ("PATRONI_NAME", "a"),
-            ("KEEL_NAME", "b"),
-            ("PATRONI_SCOPE", "s"),
-        ]);
-        let (o, _) = overlay(&e, &[]);
-        assert_eq!(Value::Object(o), json!({"name": "b", "scope": "s"}));
-    }
-
-    #[test]
     fn dcs_sections_are_typed_like_patroni() {
         let e = env(&[
             ("PATRONI_ETCD3_HOSTS", "10.0.0.1:2379,10.0.0.2:2379"),
@@ -384,30 +373,6 @@ mod tests {
                 "etcd3": {"hosts": ["10.0.0.1:2379", "10.0.0.2:2379"], "port": 2379, "username": "u"},
                 "citus": {"group": 1},
                 "mydcs": {"endpoint": "e"},
-            })
-        );
-    }
-
-    #[test]
-    fn credentials_and_lists() {
-        let e = env(&[
-            ("PATRONI_SUPERUSER_PASSWORD", "pw"),
-            ("KEEL_REPLICATION_SSLMODE", "require"),
-            ("PATRONI_RESTAPI_USERNAME", "admin"),
-            ("PATRONI_RESTAPI_ALLOWLIST", "[127.0.0.1, 10.0.0.0/8]"),
-            ("PATRONI_POSTGRESQL_BIN_PG_CTL", "/opt/pg_ctl"),
-            ("PATRONI_LOGLEVEL", "DEBUG"),
-        ]);
-        let (o, _) = overlay(&e, &[]);
-        assert_eq!(
-            Value::Object(o),
-            json!({
-                "log": {"level": "DEBUG"},
-                "restapi": {"allowlist": ["127.0.0.1", "10.0.0.0/8"], "authentication": {"username": "admin"}},
-                "postgresql": {
-                    "bin_name": {"pg_ctl": "/opt/pg_ctl"},
-                    "authentication": {"superuser": {"password": "pw"}, "replication": {"sslmode": "require"}},
-                },
             })
         );
     }

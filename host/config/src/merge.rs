@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::dynamic::Reader;
+use crate::check::Reader;
 use crate::lenient::{parse_bool, parse_duration, parse_int, parse_list, parse_size};
 use crate::postgresql::{PostgresqlSettings, render_parameter};
 

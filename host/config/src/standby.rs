@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::dynamic::Reader;
+use crate::check::Reader;
 use crate::lenient::{parse_list, parse_text};
 
 /// `standby_cluster`: this whole cluster replicates from another one.

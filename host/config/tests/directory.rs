@@ -1,4 +1,5 @@
 //! A configuration directory is merged file by file in alphabetical order.
+#![allow(clippy::unwrap_used)] // helpers in test binaries may unwrap, like the tests
 
 use keel_config::{Env, Settings};
 use serde_json::json;

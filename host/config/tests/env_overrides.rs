@@ -1,4 +1,5 @@
 //! Environment overrides: Patroni's names, the `KEEL_` prefix, and where values land.
+#![allow(clippy::unwrap_used)] // helpers in test binaries may unwrap, like the tests
 
 use keel_config::{Env, Settings};
 use serde_json::json;

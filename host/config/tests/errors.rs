@@ -1,4 +1,5 @@
 //! Every error names the key path at fault.
+#![allow(clippy::unwrap_used)] // helpers in test binaries may unwrap, like the tests
 
 use keel_config::{ConfigError, Env, Settings};
 use serde_json::{Value, json};

@@ -1,4 +1,5 @@
 //! Whole files parse into the expected `Settings`.
+#![allow(clippy::unwrap_used)] // helpers in test binaries may unwrap, like the tests
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
