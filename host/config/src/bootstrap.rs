@@ -172,7 +172,11 @@ pub(crate) fn bootstrap(
     };
     let (dcs_config, dcs_warnings) = DynamicConfig::from_value_lenient(&dcs);
     for w in dcs_warnings {
-        ctx.warn("bootstrap.dcs", w);
+        // Reader warnings start with the key path inside the document.
+        match w.strip_prefix("config: ") {
+            Some(rest) => ctx.warn("bootstrap.dcs", rest),
+            None => ctx.warnings.push(format!("bootstrap.dcs.{w}")),
+        }
     }
     let method = text(raw.method).unwrap_or_else(|| "initdb".to_owned());
     let mut initdb = Vec::new();

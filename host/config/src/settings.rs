@@ -178,6 +178,13 @@ impl Settings {
         })
     }
 
+    /// Emits every warning through `tracing` (call once logging is set up).
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!(target: "keel_config", "{warning}");
+        }
+    }
+
     /// Resource limits for the plugin called `name`: its override, else the global limits.
     pub fn plugin_limits(&self, name: &str) -> PluginLimits {
         self.plugins.limits_for(name)

@@ -198,7 +198,8 @@ fn warnings_name_their_key_paths() {
         .replace(
             "watchdog: {mode: 'off'}",
             "watchdog: {mode: automatic, devise: x}",
-        );
+        )
+        .replace("    ttl: 30\n", "    ttl: thirty\n");
     let s = Settings::from_yaml_str(&yaml, &Env::empty()).unwrap();
     let mut keys: Vec<&str> = s
         .warnings
@@ -209,6 +210,7 @@ fn warnings_name_their_key_paths() {
     assert_eq!(
         keys,
         [
+            "bootstrap.dcs.ttl",
             "log.levle",
             "loop_wait",
             "postgresql.typo_key",
