@@ -4,9 +4,10 @@
 //! Who runs on the data directory is decided from `postmaster.pid` plus a process check: the pid
 //! must be alive and its working directory must be the data directory (a postmaster `chdir`s
 //! there). A live postmaster is never started twice, whoever started it. A `postmaster.pid` left
-//! by a crash does not block a start: a dead pid is ignored by PostgreSQL itself, and a pid reused
-//! by an unrelated process is handed to PostgreSQL as `PG_GRANDPARENT_PID` (Patroni's trick), so
-//! the file is never unlinked by us.
+//! by a crash does not block a start: a dead pid is ignored by PostgreSQL itself; when the pid was
+//! reused by an unrelated live process, PostgreSQL would refuse ("lock file already exists"), so
+//! the stale file is removed. (Patroni passes that pid as `PG_GRANDPARENT_PID` instead, but it
+//! launches `postgres` itself; `pg_ctl` overwrites that variable with its own parent's pid.)
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -142,7 +143,6 @@ impl Postgres {
     /// until it accepts connections. Refuses with [`Error::AlreadyRunning`] when a postmaster runs
     /// on the data directory, and with [`Error::RewindFailed`] for a replica whose rewind failed.
     pub async fn start(&self) -> Result<()> {
-        let mut grandparent = None;
         match self.postmaster_status() {
             PostmasterStatus::Running { pid, .. } => {
                 return Err(Error::AlreadyRunning {
@@ -153,7 +153,8 @@ impl Postgres {
             PostmasterStatus::Stale { pid, pid_alive } => {
                 tracing::warn!(pid, pid_alive, "ignoring a stale postmaster.pid");
                 if pid_alive {
-                    grandparent = Some(pid);
+                    // Checked just above: that pid is not a postmaster on this data directory.
+                    crate::config::remove_if_exists(&self.data_dir().join("postmaster.pid"))?;
                 }
             }
             PostmasterStatus::NotRunning => {}
@@ -179,9 +180,6 @@ impl Postgres {
             .arg("-o")
             .arg(opts.join(" "))
             .args(["-w", "-t", &timeout.as_secs().max(1).to_string()]);
-        if let Some(pid) = grandparent {
-            cmd.env("PG_GRANDPARENT_PID", pid.to_string());
-        }
         let program = self.bin.path("pg_ctl");
         match crate::bin::run(cmd, &program, timeout + Duration::from_secs(5)).await {
             Ok(_) => {}

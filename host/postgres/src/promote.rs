@@ -28,15 +28,20 @@ impl Postgres {
                 timeout,
             )
             .await?;
+        self.wait_for_writes(timeout).await?;
+        // Only now: PostgreSQL removes standby.signal itself during promotion and fails if it
+        // is already gone.
         self.set_recovery(None);
-        self.write_config()?;
-        self.wait_for_writes(timeout).await
+        self.write_config()
     }
 
     /// Waits until the server leaves recovery and assigns a transaction id (a write).
     pub async fn wait_for_writes(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
+            if !self.is_running() {
+                return Err(Error::NotRunning);
+            }
             if let Ok(false) = self.is_in_recovery().await {
                 if self.query("SELECT txid_current()").await.is_ok() {
                     return Ok(());

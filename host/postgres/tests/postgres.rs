@@ -1,0 +1,398 @@
+//! keel-postgres against a real PostgreSQL on loopback: temp dirs, free ports, unix sockets in
+//! the temp dir, run as the unprivileged user (re-exec when root).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, initdb_options, kill_tree, wait_caught_up, wait_streaming, wait_until};
+use keel_postgres::{
+    BootstrapMethod, Divergence, Error, LeaderInfo, Parameters, PostmasterStatus, ReplicaMethod,
+    RewindOutcome, Role, SlotSpec, StopMode,
+};
+
+#[tokio::test]
+async fn bootstrap_creates_a_primary_and_keeps_existing_data() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let pg = &c.nodes[n1].pg;
+    let st = pg.state().await.expect("state");
+    assert_eq!(st.role, Role::Primary);
+    assert_eq!(st.timeline, Some(1));
+    assert!(st.system_identifier > 0);
+    assert!(!st.pending_restart);
+    let conf = std::fs::read_to_string(pg.data_dir().join("postgresql.conf")).expect("conf");
+    assert!(conf.starts_with("# Do not edit"));
+    assert!(conf.contains("include 'postgresql.base.conf'"));
+    assert!(pg.data_dir().join("postgresql.base.conf").exists());
+    // Command-line GUCs are in effect.
+    assert_eq!(pg.query_text("SHOW cluster_name").await.expect("q"), "test");
+    assert_eq!(pg.query_text("SHOW wal_log_hints").await.expect("q"), "on");
+    // Post-bootstrap roles exist with the right attributes.
+    let roles = pg
+        .query_text("SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('replicator','rewind_user')")
+        .await
+        .expect("roles");
+    assert_eq!(roles, "replicator,rewind_user");
+    // A second bootstrap must not wipe the existing cluster.
+    pg.stop(StopMode::Fast).await.expect("stop");
+    let err = pg
+        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect_err("must refuse");
+    assert!(matches!(err, Error::DataDirNotEmpty { .. }), "{err}");
+    assert!(pg.data_dir().join("PG_VERSION").exists());
+}
+
+#[tokio::test]
+async fn replica_by_basebackup_streams_with_a_slot() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    c.nodes[n1]
+        .pg
+        .sync_slots(&[SlotSpec::physical("n2")], &|_| false)
+        .await
+        .expect("slot");
+    let up = c.nodes[n1].upstream();
+    // A failing custom method first: basebackup is the fallback.
+    let n2 = c
+        .add("n2", |s| {
+            s.create_replica_methods = vec![
+                ReplicaMethod::Command {
+                    name: "broken".into(),
+                    command: "/bin/false".into(),
+                    options: vec![],
+                    no_params: false,
+                    keep_data: false,
+                    no_leader: false,
+                },
+                ReplicaMethod::Basebackup,
+            ];
+        })
+        .await;
+    let used = c.nodes[n2]
+        .pg
+        .create_replica(Some(&up))
+        .await
+        .expect("clone");
+    assert_eq!(used, "basebackup");
+    c.nodes[n2].pg.follow(Some(&up)).await.expect("follow");
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    let (p, r) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
+    p.execute("CREATE TABLE t(x int); INSERT INTO t VALUES (42)")
+        .await
+        .expect("write");
+    wait_caught_up(p, r).await;
+    assert_eq!(
+        r.query_text("SELECT x::text FROM t").await.expect("read"),
+        "42"
+    );
+    let st = r.state().await.expect("state");
+    assert_eq!(st.role, Role::Replica);
+    assert_eq!(st.wal_receiver_status.as_deref(), Some("streaming"));
+    assert!(st.receive_lsn.is_some() && st.replay_lsn.is_some() && st.flush_lsn.is_some());
+    let slots = p.slots().await.expect("slots");
+    assert!(slots.iter().any(|s| s.name == "n2" && s.active));
+    let conf = std::fs::read_to_string(r.data_dir().join("postgresql.conf")).expect("conf");
+    assert!(conf.contains("primary_slot_name = 'n2'"));
+    assert!(
+        !conf.contains("rep-pass"),
+        "password must live in the pgpass file"
+    );
+}
+
+#[tokio::test]
+async fn promote_waits_for_writes() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let n2 = c.replica("n2", n1).await;
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    let r = &c.nodes[n2].pg;
+    if let Err(e) = r.promote().await {
+        panic!("promote: {e}\n{}", r.log_tail());
+    }
+    let st = r.state().await.expect("state");
+    assert_eq!(st.role, Role::Primary);
+    assert_eq!(st.timeline, Some(2));
+    r.execute("CREATE TABLE after_promote(x int)")
+        .await
+        .expect("write");
+    r.checkpoint().await.expect("checkpoint");
+    assert!(r.checkpoint_after_promote_done().await.expect("cp"));
+    assert!(!r.data_dir().join("standby.signal").exists());
+}
+
+#[tokio::test]
+async fn old_primary_is_demoted_and_follows_the_new_one() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let n2 = c.replica("n2", n1).await;
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    // Switchover: stop the old primary cleanly, let the replica replay its shutdown checkpoint.
+    let (old, new) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
+    old.execute("CREATE TABLE s(x int); INSERT INTO s VALUES (1)")
+        .await
+        .expect("w");
+    wait_caught_up(old, new).await;
+    old.stop(StopMode::Fast).await.expect("stop");
+    let (_, cp) = old
+        .controldata()
+        .await
+        .expect("cd")
+        .checkpoint()
+        .expect("cp");
+    wait_until(
+        "shutdown checkpoint replayed",
+        Duration::from_secs(30),
+        || async {
+            new.state()
+                .await
+                .is_ok_and(|s| s.replay_lsn.is_some_and(|l| l > cp))
+        },
+    )
+    .await;
+    new.promote().await.expect("promote");
+    new.checkpoint().await.expect("checkpoint");
+    // The new leader keeps a slot for the old one, as the HA loop would.
+    new.sync_slots(&[SlotSpec::physical("n1")], &|_| false)
+        .await
+        .expect("slot");
+    let up = c.nodes[n2].upstream();
+    assert_eq!(
+        old.check_divergence(&up).await.expect("check"),
+        Divergence::None
+    );
+    old.follow(Some(&up)).await.expect("follow");
+    wait_streaming(new, "n1").await;
+    new.execute("INSERT INTO s VALUES (2)").await.expect("w");
+    wait_caught_up(new, old).await;
+    assert_eq!(
+        old.query_text("SELECT sum(x)::text FROM s")
+            .await
+            .expect("r"),
+        "3"
+    );
+    assert_eq!(old.state().await.expect("st").timeline, Some(2));
+}
+
+#[tokio::test]
+async fn rewind_after_a_forced_divergence() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let n2 = c.replica("n2", n1).await;
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    let (old, new) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
+    old.execute("CREATE TABLE d(x int); INSERT INTO d VALUES (1)")
+        .await
+        .expect("w");
+    wait_caught_up(old, new).await;
+    // Split brain: promote the replica while the old primary keeps writing.
+    new.promote().await.expect("promote");
+    old.execute("INSERT INTO d SELECT generate_series(100, 1000)")
+        .await
+        .expect("w");
+    old.stop(StopMode::Fast).await.expect("stop");
+    let up = c.nodes[n2].upstream();
+    let div = old.check_divergence(&up).await.expect("check");
+    assert!(
+        matches!(
+            div,
+            Divergence::Diverged {
+                local_timeline: 1,
+                leader_timeline: 2,
+                ..
+            }
+        ),
+        "{div:?}"
+    );
+    let leader = LeaderInfo {
+        upstream: up.clone(),
+        checkpoint_after_promote: None,
+    };
+    // The rewind role may not CHECKPOINT: until the leader's own post-promote checkpoint, wait.
+    let err = old.rewind(&leader).await.expect_err("no checkpoint yet");
+    assert!(matches!(err, Error::LeaderCheckpointPending), "{err}");
+    new.checkpoint().await.expect("checkpoint");
+    new.sync_slots(&[SlotSpec::physical("n1")], &|_| false)
+        .await
+        .expect("slot");
+    assert_eq!(
+        old.rewind(&leader).await.expect("rewind"),
+        RewindOutcome::Rewound
+    );
+    assert!(!old.rewind_failed());
+    old.follow(Some(&up)).await.expect("follow");
+    wait_streaming(new, "n1").await;
+    wait_caught_up(new, old).await;
+    assert_eq!(
+        old.query_text("SELECT count(*)::text FROM d")
+            .await
+            .expect("r"),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn failed_rewind_is_never_a_healthy_replica() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let n2 = c.add("n2", |s| s.use_pg_rewind = true).await;
+    // A leader that does not exist: the rewind fails.
+    let nowhere = keel_postgres::Upstream::new("127.0.0.1", keel_testkit::free_port());
+    let _ = n2;
+    let pg = &c.nodes[n1].pg;
+    pg.execute("SELECT 1").await.expect("up");
+    let leader = LeaderInfo {
+        upstream: nowhere.clone(),
+        checkpoint_after_promote: Some(true),
+    };
+    let err = pg.rewind(&leader).await.expect_err("must fail");
+    assert!(matches!(err, Error::RewindFailed { .. }), "{err}");
+    assert!(pg.rewind_failed());
+    let err = pg.follow(Some(&nowhere)).await.expect_err("must not start");
+    assert!(matches!(err, Error::RewindFailed { .. }), "{err}");
+    assert!(!pg.is_running());
+}
+
+#[tokio::test]
+async fn slots_are_created_and_dropped() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let i = c
+        .add("n1", |s| {
+            s.parameters.set("wal_level", "logical");
+        })
+        .await;
+    let pg = &c.nodes[i].pg;
+    pg.bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    let wanted = [
+        SlotSpec::physical("n2"),
+        SlotSpec::physical("keep_me"),
+        SlotSpec::logical("cdc", "postgres", "pgoutput"),
+    ];
+    let r = pg.sync_slots(&wanted, &|_| false).await.expect("sync");
+    assert_eq!(r.created, vec!["n2", "keep_me", "cdc"]);
+    let r = pg.sync_slots(&wanted, &|_| false).await.expect("sync");
+    assert!(r.created.is_empty() && r.dropped.is_empty());
+    // Only n2 still wanted; keep_me is ignored (e.g. by the MPP plugin), cdc goes.
+    let r = pg
+        .sync_slots(&wanted[..1], &|s| s.name == "keep_me")
+        .await
+        .expect("sync");
+    assert_eq!(r.dropped, vec!["cdc"]);
+    assert_eq!(r.kept, vec!["keep_me"]);
+    let mut names: Vec<String> = pg
+        .slots()
+        .await
+        .expect("slots")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["keep_me", "n2"]);
+    assert!(
+        pg.sync_slots(&[SlotSpec::physical("Bad-Name")], &|_| false)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn restart_parameters_are_reported_pending() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let pg = &c.nodes[n1].pg;
+    let mut params = Parameters::new();
+    params
+        .set("Shared_Buffers", "64MB")
+        .set("work_mem", "8MB")
+        .set("max_connections", "120");
+    let plan = pg.apply_parameters(params).await.expect("apply");
+    assert_eq!(plan.reload, vec!["work_mem"]);
+    let mut restart = plan.restart.clone();
+    restart.sort();
+    assert_eq!(restart, vec!["max_connections", "shared_buffers"]);
+    assert_eq!(pg.query_text("SHOW work_mem").await.expect("q"), "8MB");
+    let mut pending = pg.pending_restart().await.expect("pending");
+    pending.sort();
+    assert_eq!(pending, vec!["max_connections", "shared_buffers"]);
+    assert!(pg.state().await.expect("st").pending_restart);
+    pg.restart(StopMode::Fast).await.expect("restart");
+    assert!(pg.pending_restart().await.expect("pending").is_empty());
+    assert_eq!(
+        pg.query_text("SHOW max_connections").await.expect("q"),
+        "120"
+    );
+}
+
+#[tokio::test]
+async fn crash_left_pid_file_does_not_block_start() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let pg = &c.nodes[n1].pg;
+    let PostmasterStatus::Running {
+        pid,
+        started_by_us: true,
+    } = pg.postmaster_status()
+    else {
+        panic!("not running")
+    };
+    kill_tree(pid);
+    assert!(pg.crashed(), "a killed postmaster is a crash");
+    // Make it worse: the pid in postmaster.pid now belongs to an unrelated live process.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    let pidfile = pg.data_dir().join("postmaster.pid");
+    let text = std::fs::read_to_string(&pidfile).expect("pidfile");
+    let rest = text.split_once('\n').expect("lines").1;
+    std::fs::write(&pidfile, format!("{}\n{rest}", sleeper.id())).expect("write");
+    assert!(matches!(
+        pg.postmaster_status(),
+        PostmasterStatus::Stale {
+            pid_alive: true,
+            ..
+        }
+    ));
+    pg.start().await.expect("start despite stale pid file");
+    assert!(pg.is_running() && !pg.crashed());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[tokio::test]
+async fn foreign_postgres_is_detected_and_not_started_twice() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    // A second handle on the same data directory did not start it.
+    let settings = c.nodes[n1].pg.settings().clone();
+    let bin = c.nodes[n1].pg.bin().clone();
+    let other = keel_postgres::Postgres::new(settings, bin);
+    let PostmasterStatus::Running {
+        pid,
+        started_by_us: false,
+    } = other.postmaster_status()
+    else {
+        panic!("running postgres not detected")
+    };
+    let err = other.start().await.expect_err("must not start twice");
+    assert!(
+        matches!(err, Error::AlreadyRunning { pid: p, .. } if p == pid),
+        "{err}"
+    );
+    assert_eq!(other.adopt().expect("adopt"), pid);
+    assert!(!other.crashed());
+    assert_eq!(other.state().await.expect("state").role, Role::Primary);
+}
