@@ -42,10 +42,10 @@ impl Postgres {
             if !self.is_running() {
                 return Err(Error::NotRunning);
             }
-            if let Ok(false) = self.is_in_recovery().await {
-                if self.query("SELECT txid_current()").await.is_ok() {
-                    return Ok(());
-                }
+            if let Ok(false) = self.is_in_recovery().await
+                && self.query("SELECT txid_current()").await.is_ok()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(Error::Timeout {

@@ -120,7 +120,7 @@ impl Postgres {
             match result {
                 Ok(()) => return Ok(method.name().to_owned()),
                 Err(e) => {
-                    tracing::warn!(method = method.name(), error = %e, "replica method failed")
+                    tracing::warn!(method = method.name(), error = %e, "replica method failed");
                 }
             }
         }

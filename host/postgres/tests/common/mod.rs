@@ -51,6 +51,7 @@ pub fn settings(layout: &PgLayout, name: &str, port: u16) -> Settings {
         "host all all 127.0.0.1/32 scram-sha-256".into(),
         "host replication replicator 127.0.0.1/32 scram-sha-256".into(),
     ];
+    s.basebackup = vec![InitdbOption::Value("checkpoint".into(), "fast".into())];
     s.timeouts.start = Duration::from_secs(30);
     s.timeouts.stop = Duration::from_secs(30);
     s.timeouts.promote = Duration::from_secs(30);
