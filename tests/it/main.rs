@@ -1,0 +1,18 @@
+//! Keel's cross-process tests, one binary (ripgrep style): real wasm components
+//! built from plugins/, real etcd, real PostgreSQL, real daemons.
+
+mod etcd_capability;
+mod plugin_limits;
+mod plugin_loading;
+mod postgres_capability;
+
+use keel_runtime::{Runtime, RuntimeOptions};
+use keel_tests::PluginDir;
+
+/// A runtime whose cache lives in the plugin dir.
+pub(crate) fn runtime_for(dir: &PluginDir) -> Runtime {
+    Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.cache()),
+    })
+    .expect("runtime")
+}
