@@ -122,6 +122,9 @@ pub enum Error {
     RewindFailed {
         /// The data directory.
         data_dir: PathBuf,
+        /// Why the rewind failed (absent when refusing to start after an earlier failure).
+        #[source]
+        cause: Option<Box<Error>>,
     },
     /// The server given as leader is in recovery, so divergence cannot be judged against it.
     #[error("the leader at {host}:{port} is in recovery")]

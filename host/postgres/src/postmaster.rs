@@ -55,8 +55,9 @@ pub enum PostmasterStatus {
     Running {
         /// Its pid.
         pid: u32,
-        /// Whether this handle started it (false: adopted, or started by someone else).
-        started_by_us: bool,
+        /// Whether this handle manages it (started or [adopted](Postgres::adopt) it); false for a
+        /// postmaster someone else started.
+        managed: bool,
     },
 }
 
@@ -94,7 +95,7 @@ impl Postgres {
         if is_postmaster_of(pid, self.data_dir()) {
             PostmasterStatus::Running {
                 pid,
-                started_by_us: self.expect_running.load(Ordering::SeqCst),
+                managed: self.expect_running.load(Ordering::SeqCst),
             }
         } else {
             PostmasterStatus::Stale {
@@ -162,6 +163,7 @@ impl Postgres {
         if self.rewind_failed() && self.recovery().is_some() {
             return Err(Error::RewindFailed {
                 data_dir: self.data_dir().to_owned(),
+                cause: None,
             });
         }
         self.write_config()?;
@@ -261,9 +263,12 @@ impl Postgres {
     }
 
     /// Rewrites the configuration and signals a reload, waiting (bounded) until the server has
-    /// re-read it (`pg_conf_load_time()` changes).
+    /// re-read it (`pg_conf_load_time()` changes). When stopped, only the files are written.
     pub async fn reload(&self) -> Result<()> {
         self.write_config()?;
+        if !self.is_running() {
+            return Ok(());
+        }
         let before = self.query_text("SELECT pg_conf_load_time()::text").await?;
         let timeout = self.settings.timeouts.query;
         self.bin

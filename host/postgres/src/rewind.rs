@@ -287,9 +287,10 @@ impl Postgres {
             return self.rewind_impossible(RewindBlocker::Disabled);
         }
         self.stop(StopMode::Fast).await?;
-        let cd = self.controldata().await?;
+        let mut cd = self.controldata().await?;
         if cd.state() == Some("in production") {
             self.single_user_crash_recovery().await?;
+            cd = self.controldata().await?;
         }
         if !cd.rewind_capable() {
             return self.rewind_impossible(RewindBlocker::NoHintsOrChecksums);
@@ -328,6 +329,7 @@ impl Postgres {
                 self.rewind_failed.store(true, Ordering::SeqCst);
                 Err(Error::RewindFailed {
                     data_dir: self.data_dir().to_owned(),
+                    cause: Some(Box::new(e)),
                 })
             }
         }
@@ -347,7 +349,13 @@ impl Postgres {
     /// archiving pointed at `false` so nothing is archived on the old timeline.
     async fn single_user_crash_recovery(&self) -> Result<()> {
         let mut cmd = self.bin.command("postgres");
-        cmd.args(["--single", "-D"]).arg(self.data_dir()).args([
+        cmd.args(["--single", "-D"]).arg(self.data_dir());
+        // The command-line GUCs (wal_log_hints among them) must be in effect, or the shutdown
+        // checkpoint records them as off in pg_control and pg_rewind refuses the target.
+        for (k, v) in self.cmdline_options() {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.args([
             "-c",
             "archive_mode=on",
             "-c",

@@ -196,7 +196,9 @@ async fn rewind_after_a_forced_divergence() {
     old.execute("INSERT INTO d SELECT generate_series(100, 1000)")
         .await
         .expect("w");
-    old.stop(StopMode::Fast).await.expect("stop");
+    if let Err(e) = old.stop(StopMode::Fast).await {
+        panic!("stop: {e:?}\n{}", old.log_tail());
+    }
     let up = c.nodes[n2].upstream();
     let div = old.check_divergence(&up).await.expect("check");
     assert!(
@@ -340,11 +342,7 @@ async fn crash_left_pid_file_does_not_block_start() {
     let Some(mut c) = Cluster::new() else { return };
     let n1 = c.primary("n1").await;
     let pg = &c.nodes[n1].pg;
-    let PostmasterStatus::Running {
-        pid,
-        started_by_us: true,
-    } = pg.postmaster_status()
-    else {
+    let PostmasterStatus::Running { pid, managed: true } = pg.postmaster_status() else {
         panic!("not running")
     };
     kill_tree(pid);
@@ -382,7 +380,7 @@ async fn foreign_postgres_is_detected_and_not_started_twice() {
     let other = keel_postgres::Postgres::new(settings, bin);
     let PostmasterStatus::Running {
         pid,
-        started_by_us: false,
+        managed: false,
     } = other.postmaster_status()
     else {
         panic!("running postgres not detected")
@@ -395,4 +393,94 @@ async fn foreign_postgres_is_detected_and_not_started_twice() {
     assert_eq!(other.adopt().expect("adopt"), pid);
     assert!(!other.crashed());
     assert_eq!(other.state().await.expect("state").role, Role::Primary);
+}
+
+#[tokio::test]
+async fn rewind_after_the_old_primary_crashed() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let n2 = c.replica("n2", n1).await;
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    let (old, new) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
+    old.execute("CREATE TABLE k(x int); INSERT INTO k VALUES (1)")
+        .await
+        .expect("w");
+    wait_caught_up(old, new).await;
+    new.promote().await.expect("promote");
+    new.checkpoint().await.expect("checkpoint");
+    new.sync_slots(&[SlotSpec::physical("n1")], &|_| false)
+        .await
+        .expect("slot");
+    old.execute("INSERT INTO k SELECT generate_series(2, 500)")
+        .await
+        .expect("w");
+    let PostmasterStatus::Running { pid, .. } = old.postmaster_status() else {
+        panic!("not running")
+    };
+    kill_tree(pid);
+    assert!(old.crashed());
+    let up = c.nodes[n2].upstream();
+    let div = old.check_divergence(&up).await.expect("check");
+    assert!(matches!(div, Divergence::Diverged { .. }), "{div:?}");
+    // pg_rewind needs a clean target: single-user crash recovery runs first.
+    let leader = LeaderInfo {
+        upstream: up.clone(),
+        checkpoint_after_promote: Some(true),
+    };
+    assert_eq!(
+        old.rewind(&leader).await.expect("rewind"),
+        RewindOutcome::Rewound
+    );
+    old.follow(Some(&up)).await.expect("follow");
+    wait_streaming(new, "n1").await;
+    wait_caught_up(new, old).await;
+    assert_eq!(
+        old.query_text("SELECT count(*)::text FROM k")
+            .await
+            .expect("r"),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn custom_bootstrap_command() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let initdb = c.bins.bin("initdb");
+    let script = c.layout.root().join("bootstrap.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\nfor a in \"$@\"; do case $a in --datadir=*) D=${{a#--datadir=}};; \
+             --scope=*) S=${{a#--scope=}};; esac; done\n\
+             [ \"$S\" = test ] || exit 3\n\
+             exec {} -D \"$D\" -U postgres --auth-local=trust --no-sync >/dev/null\n",
+            initdb.display()
+        ),
+    )
+    .expect("script");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .expect("chmod");
+    let i = c.add("n1", |_| {}).await;
+    let pg = &c.nodes[i].pg;
+    let method = BootstrapMethod::Custom {
+        command: script.display().to_string(),
+        options: vec![("label".into(), "x".into())],
+        no_params: false,
+    };
+    pg.bootstrap(&method, false)
+        .await
+        .expect("custom bootstrap");
+    assert_eq!(pg.state().await.expect("st").role, Role::Primary);
+    // Wiping has to be asked for explicitly.
+    pg.stop(StopMode::Fast).await.expect("stop");
+    let again = BootstrapMethod::Initdb(initdb_options());
+    pg.bootstrap(&again, true)
+        .await
+        .expect("wipe and bootstrap");
+    assert!(pg.is_running());
 }
