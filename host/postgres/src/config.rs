@@ -119,6 +119,37 @@ pub fn split_cmdline(params: &Parameters) -> (Parameters, Parameters) {
     (cmdline, rest)
 }
 
+/// The command-line GUCs a replica cannot run below the primary's values, with their
+/// pg_controldata names.
+pub const CONTROL_MINIMUMS: [(&str, &str); 5] = [
+    ("max_connections", "max_connections setting"),
+    ("max_worker_processes", "max_worker_processes setting"),
+    ("max_wal_senders", "max_wal_senders setting"),
+    ("max_prepared_transactions", "max_prepared_xacts setting"),
+    ("max_locks_per_transaction", "max_locks_per_xact setting"),
+];
+
+/// Raises command-line GUCs to the values recorded in pg_control where those are higher (a
+/// replica refuses to start below the primary's values). Returns the names raised; Patroni then
+/// reports a pending restart for them.
+pub fn raise_to_control(
+    cmdline: &mut Parameters,
+    control: &crate::misc::ControlData,
+) -> Vec<String> {
+    let mut raised = Vec::new();
+    for (guc, field) in CONTROL_MINIMUMS {
+        let recorded: Option<u64> = control.get(field).and_then(|v| v.parse().ok());
+        let wanted: Option<u64> = cmdline.get(guc).and_then(|v| v.parse().ok());
+        if let (Some(recorded), Some(wanted)) = (recorded, wanted)
+            && recorded > wanted
+        {
+            cmdline.set(guc, recorded.to_string());
+            raised.push(guc.to_owned());
+        }
+    }
+    raised
+}
+
 /// Recovery settings for a replica (PostgreSQL 12+: `standby.signal` plus parameters).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryConfig {
@@ -273,6 +304,17 @@ mod tests {
             recovery_target_xid = ''\nrecovery_target_lsn = ''\n\
             recovery_target_timeline = 'latest'\nrestore_command = 'cp %f %p'\n";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn replica_values_raised_to_pg_control() {
+        let cd = crate::misc::ControlData::parse(
+            "max_connections setting:              150\nmax_wal_senders setting:              5\n",
+        );
+        let (mut cmd, _) = split_cmdline(&Parameters::new());
+        assert_eq!(raise_to_control(&mut cmd, &cd), vec!["max_connections"]);
+        assert_eq!(cmd.get("max_connections"), Some("150"));
+        assert_eq!(cmd.get("max_wal_senders"), Some("10"));
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::Postgres;
 use crate::bin::tail;
-use crate::config::split_cmdline;
+use crate::config::{raise_to_control, split_cmdline};
 use crate::error::{Error, Result, Wait};
+use crate::misc::ControlData;
 
 /// How to stop: the postmaster signal Patroni would send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +130,19 @@ impl Postgres {
 
     /// The `-c name=value` options passed on the command line.
     pub fn cmdline_options(&self) -> Vec<(String, String)> {
+        self.cmdline_options_with(None)
+    }
+
+    /// The command-line options; for a replica, `control` (its pg_control) raises the GUCs of
+    /// [`CONTROL_MINIMUMS`](crate::config::CONTROL_MINIMUMS) to the primary's recorded values.
+    fn cmdline_options_with(&self, control: Option<&ControlData>) -> Vec<(String, String)> {
         let s = &self.settings;
-        let (cmdline, _) = split_cmdline(&self.effective_parameters());
+        let (mut cmdline, _) = split_cmdline(&self.effective_parameters());
+        if let Some(cd) = control {
+            for name in raise_to_control(&mut cmdline, cd) {
+                tracing::warn!(name, "raised to the value in pg_control; restart pending");
+            }
+        }
         let mut out = vec![
             ("listen_addresses".to_owned(), s.listen_addresses.clone()),
             ("port".to_owned(), s.port.to_string()),
@@ -167,8 +179,12 @@ impl Postgres {
             });
         }
         self.write_config()?;
+        let control = match self.recovery() {
+            Some(_) => self.controldata().await.ok(),
+            None => None,
+        };
         let opts: Vec<String> = self
-            .cmdline_options()
+            .cmdline_options_with(control.as_ref())
             .into_iter()
             .map(|(k, v)| format!("-c {}", shell_quote(&format!("{k}={v}"))))
             .collect();

@@ -484,3 +484,30 @@ async fn custom_bootstrap_command() {
         .expect("wipe and bootstrap");
     assert!(pg.is_running());
 }
+
+#[tokio::test]
+async fn replica_starts_with_the_primarys_higher_pg_control_values() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c
+        .add("n1", |s| {
+            s.parameters.set("max_connections", "150");
+        })
+        .await;
+    c.nodes[n1]
+        .pg
+        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    // n2 is configured with the default 100: PostgreSQL would refuse to start a hot standby.
+    let n2 = c.replica("n2", n1).await;
+    let r = &c.nodes[n2].pg;
+    assert_eq!(
+        r.query_text("SHOW max_connections").await.expect("q"),
+        "150"
+    );
+    assert_eq!(
+        r.pending_restart().await.expect("pending"),
+        vec!["max_connections"]
+    );
+}
