@@ -78,6 +78,9 @@ async fn replica_by_basebackup_streams_with_a_slot() {
         .await
         .expect("clone");
     assert_eq!(used, "basebackup");
+    // A clone that lost postgresql.base.conf gets Keel's backup copy back (never a self-include).
+    let base = c.nodes[n2].pg.data_dir().join("postgresql.base.conf");
+    std::fs::remove_file(&base).expect("rm base");
     c.nodes[n2].pg.follow(Some(&up)).await.expect("follow");
     wait_streaming(&c.nodes[n1].pg, "n2").await;
     let (p, r) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
@@ -97,6 +100,11 @@ async fn replica_by_basebackup_streams_with_a_slot() {
     assert!(slots.iter().any(|s| s.name == "n2" && s.active));
     let conf = std::fs::read_to_string(r.data_dir().join("postgresql.conf")).expect("conf");
     assert!(conf.contains("primary_slot_name = 'n2'"));
+    assert!(
+        !std::fs::read_to_string(&base)
+            .expect("base")
+            .contains("Keel")
+    );
     assert!(
         !conf.contains("rep-pass"),
         "password must live in the pgpass file"
