@@ -117,7 +117,7 @@ impl Postgres {
             .unwrap_or(&self.settings.superuser)
     }
 
-    async fn connect_leader(&self, leader: &Upstream) -> Result<Client> {
+    pub(crate) async fn connect_leader(&self, leader: &Upstream) -> Result<Client> {
         let t = self.settings.timeouts.connect;
         let config = remote_config(leader, self.rewind_credentials(), t);
         let (client, conn) = tokio::time::timeout(t, config.connect(NoTls))

@@ -7,9 +7,11 @@
 //! unless the ignore predicate (`ignore_slots`, the MPP plugin's hook) keeps them. Temporary slots
 //! are never touched.
 //!
-//! Not done here yet: copying logical slots to replicas (`pg_replslot/<slot>/state` over
-//! `pg_read_binary_file`) and their background advance; [`Postgres::advance_slot`] is the building
-//! block for the latter.
+//! Logical slot failover (Patroni 4): [`Postgres::copy_logical_slots`] copies a logical slot's
+//! `pg_replslot/<slot>/state` from the primary (read with `pg_read_binary_file` by the rewind
+//! role) onto a stopped replica; [`Postgres::advance_slot`] moves a copy forward. Scheduling both
+//! (when a copy is needed, `hot_standby_feedback`, the "safe after failover" `catalog_xmin` check,
+//! the background advance) is the HA loop's job and not done here.
 
 use crate::Postgres;
 use crate::bootstrap::quote_literal;
@@ -267,6 +269,76 @@ impl Postgres {
         ))
         .await
     }
+}
+
+impl Postgres {
+    /// Copies the logical slots `names` from the primary at `primary` onto this replica: their
+    /// state files are read first, then PostgreSQL is stopped (fast), the files are written and
+    /// fsynced under `pg_replslot/`, and PostgreSQL is started again (it loads slots at start-up).
+    /// Returns the names copied; names that are not logical slots on the primary are skipped.
+    /// Refuses ([`Error::InvalidParameter`]) unless this node runs with `wal_level = logical`.
+    pub async fn copy_logical_slots(
+        &self,
+        primary: &crate::Upstream,
+        names: &[String],
+    ) -> Result<Vec<String>> {
+        // PostgreSQL refuses to start with a logical slot below wal_level=logical.
+        let (cmdline, _) = crate::config::split_cmdline(&self.effective_parameters());
+        let wal_level = cmdline.get("wal_level").unwrap_or_default();
+        if wal_level != "logical" {
+            return Err(Error::InvalidParameter {
+                name: "wal_level".to_owned(),
+                value: wal_level.to_owned(),
+            });
+        }
+        let client = self.connect_leader(primary).await?;
+        let t = self.settings.timeouts.query;
+        let sql = "SELECT slot_name::text, pg_read_binary_file('pg_replslot/' || slot_name || '/state') \
+                   FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT temporary \
+                   AND slot_name = ANY($1)";
+        let rows = tokio::time::timeout(t, client.query(sql, &[&names]))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: crate::error::Wait::Query,
+                timeout: t,
+            })??;
+        let mut states = Vec::new();
+        for row in &rows {
+            let name: String = row.try_get(0)?;
+            if !is_valid_slot_name(&name) {
+                continue;
+            }
+            states.push((name, row.try_get::<_, Vec<u8>>(1)?));
+        }
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let was_running = self.stop(crate::StopMode::Fast).await?;
+        for (name, state) in &states {
+            write_slot_state(&self.data_dir().join("pg_replslot").join(name), state)?;
+        }
+        if was_running {
+            self.start().await?;
+        }
+        Ok(states.into_iter().map(|(n, _)| n).collect())
+    }
+}
+
+/// Writes one slot's `state` file into `dir` (replacing a previous copy) and fsyncs both.
+fn write_slot_state(dir: &std::path::Path, state: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let err = crate::error::io_err;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(err(dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let path = dir.join("state");
+    let mut f = std::fs::File::create(&path).map_err(err(&path))?;
+    f.write_all(state).map_err(err(&path))?;
+    f.sync_all().map_err(err(&path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err(dir))
 }
 
 #[cfg(test)]

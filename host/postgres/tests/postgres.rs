@@ -519,3 +519,65 @@ async fn replica_starts_with_the_primarys_higher_pg_control_values() {
         vec!["max_connections"]
     );
 }
+
+#[tokio::test]
+async fn logical_slots_are_copied_to_a_replica() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c
+        .add("n1", |s| {
+            s.parameters.set("wal_level", "logical");
+        })
+        .await;
+    c.nodes[n1]
+        .pg
+        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    let n2 = c
+        .add("n2", |s| {
+            s.parameters.set("wal_level", "logical");
+        })
+        .await;
+    let up = c.nodes[n1].upstream();
+    c.nodes[n2]
+        .pg
+        .create_replica(Some(&up))
+        .await
+        .expect("clone");
+    c.nodes[n2].pg.follow(Some(&up)).await.expect("follow");
+    let (p, r) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
+    let mut wanted = vec![
+        SlotSpec::physical("n2"),
+        SlotSpec::logical("cdc", "postgres", "pgoutput"),
+    ];
+    p.sync_slots(&wanted, &|_| false).await.expect("slots");
+    let copied = r
+        .copy_logical_slots(
+            &c.nodes[n1].upstream(),
+            &["cdc".to_owned(), "nope".to_owned()],
+        )
+        .await
+        .expect("copy");
+    assert_eq!(copied, vec!["cdc"]);
+    // Below wal_level=logical the copy is refused before anything is stopped.
+    let plain = keel_postgres::Postgres::new(common::settings(&c.layout, "x", 1), r.bin().clone());
+    let refused = plain.copy_logical_slots(&up, &["cdc".to_owned()]).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidParameter { .. })),
+        "{refused:?}"
+    );
+    assert!(r.is_running());
+    let slots = r.slots().await.expect("slots");
+    let cdc = slots.iter().find(|s| s.name == "cdc").expect("copied slot");
+    assert!(
+        matches!(&cdc.kind, keel_postgres::SlotKind::Logical { plugin, .. } if plugin == "pgoutput")
+    );
+    // The replica's slot sync keeps the copy when it is wanted there.
+    wanted.remove(0);
+    let report = r.sync_slots(&wanted, &|_| false).await.expect("sync");
+    assert!(
+        report.created.is_empty() && report.dropped.is_empty(),
+        "{report:?}"
+    );
+}
