@@ -147,7 +147,7 @@ async fn a_refused_configuration_is_invalid_config() {
     };
     match plugin.configure(settings).await {
         Err(DcsError::InvalidConfig { reason }) => {
-            assert!(reason.contains("fixture-dcs.reject"), "{reason}")
+            assert!(reason.contains("fixture-dcs.reject"), "{reason}");
         }
         other => panic!("expected InvalidConfig, got {other:?}"),
     }

@@ -1,6 +1,11 @@
 //! Keel's cross-process tests, one binary (ripgrep style): real wasm components
 //! built from plugins/, real etcd, real PostgreSQL, real daemons.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test by panicking"
+)]
+
 mod etcd_capability;
 mod plugin_limits;
 mod plugin_loading;

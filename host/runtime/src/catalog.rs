@@ -128,6 +128,8 @@ pub(crate) enum WorldPre {
 pub struct LoadedPlugin {
     file: PathBuf,
     description: PluginDescription,
+    imports: Vec<String>,
+    exports: Vec<String>,
     pre: WorldPre,
     compile_source: CompileSource,
     load_time: Duration,
@@ -155,6 +157,15 @@ impl LoadedPlugin {
         let engine = runtime.engine();
         let (component, compile_source) = load_component(engine, runtime.cache(), file, &wasm)?;
         let kind = world_of(engine, &component, file)?;
+        let component_type = component.component_type();
+        let imports = component_type
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports = component_type
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let mismatch = |e: wasmtime::Error| LoadError::WorldMismatch {
             file: file.to_owned(),
             world: kind.world(),
@@ -190,6 +201,8 @@ impl LoadedPlugin {
                 sdk_version: None,
                 summary: String::new(),
             },
+            imports,
+            exports,
             pre,
             compile_source,
             load_time: Duration::ZERO,
@@ -231,6 +244,16 @@ impl LoadedPlugin {
     /// Its checked self-description.
     pub fn description(&self) -> &PluginDescription {
         &self.description
+    }
+
+    /// The interfaces it imports (`keel:host/etcd@0.1.0`, `wasi:io/streams@0.2.x`, ...).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// The interfaces it exports.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
     }
 
     /// Whether its compiled code came from the cache.

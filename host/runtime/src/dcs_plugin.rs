@@ -6,6 +6,7 @@
 //! every fresh instance, so a plugin that faulted comes back configured.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keel_dcs::{
@@ -34,6 +35,9 @@ impl Pre<Bindings> for DcsPluginPre<HostState> {
 /// A loaded DCS plugin with its grants: one live instance, calls one at a time.
 pub struct DcsPlugin {
     inner: Instances<Bindings>,
+    /// The plugin retries an unreachable store for up to `retry_timeout`; its
+    /// calls get that on top of the compute budget (milliseconds).
+    retry_budget_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for DcsPlugin {
@@ -87,7 +91,7 @@ fn dcs_error(operation: &'static str, error: t::DcsError) -> DcsError {
     }
 }
 
-fn fault(error: PluginError) -> DcsError {
+fn fault(error: &PluginError) -> DcsError {
     DcsError::PluginFault {
         plugin: error.plugin().to_owned(),
         reason: error.to_string(),
@@ -151,6 +155,7 @@ impl DcsPlugin {
     ) -> Self {
         Self {
             inner: Instances::new(name.into(), runtime.clone(), pre, grants, limits),
+            retry_budget_ms: AtomicU64::new(0),
         }
     }
 
@@ -196,10 +201,11 @@ impl DcsPlugin {
             ) -> CallFuture<'a, Result<T, t::DcsError>>
             + Send,
     {
+        let extra = extra + Duration::from_millis(self.retry_budget_ms.load(Ordering::Relaxed));
         match self.inner.call(op, extra, f).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(dcs_error(op, error)),
-            Err(error) => Err(fault(error)),
+            Err(error) => Err(fault(&error)),
         }
     }
 
@@ -210,7 +216,7 @@ impl DcsPlugin {
             problem,
         };
         self.inner.metrics().record_failure(&error);
-        fault(error)
+        fault(&error)
     }
 
     /// Benchmark probe on the fixture plugin: one call, no work (`set-ttl`).
@@ -237,6 +243,8 @@ impl DcsBackend for DcsPlugin {
                 Box::pin(async move { b.keel_dcs_backend().call_configure(store, &arg).await })
             })
             .await?;
+            self.retry_budget_ms
+                .store(u64::from(settings.retry_timeout) * 1000, Ordering::Relaxed);
             self.inner.set_init(Arc::new(Configure(settings)));
             Ok(())
         })

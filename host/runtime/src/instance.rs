@@ -238,10 +238,10 @@ impl<B: Send + Sync + 'static> Instances<B> {
             };
         }
         let mut reason = error.to_string();
-        if let Some(root) = error.chain().last().map(ToString::to_string) {
-            if root != reason {
-                reason = format!("{reason}: {root}");
-            }
+        if let Some(root) = error.chain().last().map(ToString::to_string)
+            && root != reason
+        {
+            reason = format!("{reason}: {root}");
         }
         let stderr = state.stderr_text();
         if !stderr.is_empty() {

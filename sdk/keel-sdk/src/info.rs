@@ -17,7 +17,12 @@ pub struct PluginInfo {
 impl PluginInfo {
     /// A description without aliases.
     pub const fn new(name: &'static str, version: &'static str, summary: &'static str) -> Self {
-        Self { name, aliases: &[], version, summary }
+        Self {
+            name,
+            aliases: &[],
+            version,
+            summary,
+        }
     }
 
     /// The same description, also selected by these config section names.
@@ -50,4 +55,3 @@ macro_rules! description {
     }};
 }
 pub(crate) use description;
-

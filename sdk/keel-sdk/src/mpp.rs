@@ -9,8 +9,8 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::PluginInfo;
-use crate::bindings::mpp::keel::host::plugin::Description;
 use crate::bindings::mpp::exports::keel::mpp::handler;
+use crate::bindings::mpp::keel::host::plugin::Description;
 
 pub use crate::bindings::mpp::keel::mpp::types::{
     BootstrapContext, Event, EventKind, GroupView, Member, MppError, Parameter, Slot,
@@ -58,7 +58,8 @@ pub mod glue {
         static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
     }
 
-    const NOT_CONFIGURED: &str = "the handler is not configured: the host must call validate-config first";
+    const NOT_CONFIGURED: &str =
+        "the handler is not configured: the host must call validate-config first";
 
     fn with<T: MppPlugin, R>(f: impl FnOnce(&mut T) -> R) -> Option<R> {
         STATE.with(|cell| cell.borrow_mut().as_mut()?.downcast_mut::<T>().map(f))

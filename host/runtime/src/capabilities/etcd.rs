@@ -52,6 +52,123 @@ impl EtcdGrant {
         }
     }
 
+    /// Build the grant from a Patroni-style `etcd3:` (or `etcd:`) config section:
+    /// `host`, `hosts` (a list or a comma-separated string), `url`, `protocol`,
+    /// `username`/`user`, `password`. `Ok(None)` when the section names no etcd
+    /// endpoint at all (a backend of another kind). Errors name the key.
+    pub fn from_section(
+        section_name: &str,
+        section: &serde_json::Value,
+        request_timeout: Duration,
+    ) -> Result<Option<Self>, String> {
+        use serde_json::Value;
+        let key = |k: &str| format!("{section_name}.{k}");
+        let text = |k: &str| -> Result<Option<String>, String> {
+            match section.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(other) => Err(format!("{}: expected a string, got {other}", key(k))),
+            }
+        };
+        let protocol = text("protocol")?.unwrap_or_else(|| "http".into());
+        match protocol.as_str() {
+            "http" => {}
+            "https" => {
+                return Err(format!(
+                    "{}: TLS to etcd is not supported by this Keel build yet",
+                    key("protocol")
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "{}: expected http or https, got {other:?}",
+                    key("protocol")
+                ));
+            }
+        }
+        for tls in ["cacert", "cert", "key"] {
+            if text(tls)?.is_some() {
+                return Err(format!(
+                    "{}: TLS to etcd is not supported by this Keel build yet",
+                    key(tls)
+                ));
+            }
+        }
+        let mut hosts: Vec<String> = Vec::new();
+        if let Some(host) = text("host")? {
+            hosts.push(host);
+        }
+        match section.get("hosts") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(list)) => hosts.extend(list.split(',').map(|h| h.trim().to_owned())),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item {
+                        Value::String(h) => hosts.push(h.trim().to_owned()),
+                        other => {
+                            return Err(format!(
+                                "{}: expected host:port strings, got {other}",
+                                key("hosts")
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{}: expected a list or a comma-separated string, got {other}",
+                    key("hosts")
+                ));
+            }
+        }
+        let mut endpoints = Vec::new();
+        for host in hosts.into_iter().filter(|h| !h.is_empty()) {
+            if host.contains("://") {
+                return Err(format!(
+                    "{}: {host:?} must be host:port; use url for a URL",
+                    key("hosts")
+                ));
+            }
+            let with_port = if host
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                host
+            } else {
+                format!("{host}:2379")
+            };
+            endpoints.push(format!("{protocol}://{with_port}"));
+        }
+        if let Some(url) = text("url")? {
+            if !url.starts_with("http://") {
+                return Err(format!(
+                    "{}: expected http://host:port, got {url:?}",
+                    key("url")
+                ));
+            }
+            endpoints.push(url);
+        }
+        if endpoints.is_empty() {
+            return Ok(None);
+        }
+        let user = match text("username")? {
+            Some(user) => Some(user),
+            None => text("user")?,
+        };
+        let credentials = match (user, text("password")?) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(format!("{}: a username needs a password", key("password")));
+            }
+            (None, Some(_)) => {
+                return Err(format!("{}: a password needs a username", key("username")));
+            }
+        };
+        Ok(Some(Self::new(endpoints, credentials, request_timeout)))
+    }
+
     /// The endpoints granted.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
@@ -414,4 +531,53 @@ async fn watch(
         events,
         next_revision,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn endpoints(section: &serde_json::Value) -> Result<Option<Vec<String>>, String> {
+        EtcdGrant::from_section("etcd3", section, Duration::from_secs(1))
+            .map(|g| g.map(|g| g.endpoints))
+    }
+
+    #[test]
+    fn reads_patroni_endpoint_keys() {
+        assert_eq!(
+            endpoints(&json!({"hosts": "a:1, b"})).unwrap().unwrap(),
+            vec!["http://a:1", "http://b:2379"]
+        );
+        assert_eq!(
+            endpoints(&json!({"hosts": ["a:1"]})).unwrap().unwrap(),
+            vec!["http://a:1"]
+        );
+        assert_eq!(
+            endpoints(&json!({"host": "127.0.0.1:2379"}))
+                .unwrap()
+                .unwrap(),
+            vec!["http://127.0.0.1:2379"]
+        );
+        assert_eq!(
+            endpoints(&json!({"url": "http://x:5"})).unwrap().unwrap(),
+            vec!["http://x:5"]
+        );
+        assert_eq!(endpoints(&json!({})).unwrap(), None);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (section, needle) in [
+            (json!({"hosts": 5}), "etcd3.hosts"),
+            (json!({"hosts": ["http://a:1"]}), "etcd3.hosts"),
+            (json!({"host": "a", "protocol": "https"}), "etcd3.protocol"),
+            (json!({"host": "a", "cacert": "/x"}), "etcd3.cacert"),
+            (json!({"host": "a", "username": "u"}), "etcd3.password"),
+            (json!({"url": "ftp://a"}), "etcd3.url"),
+        ] {
+            let err = endpoints(&section).unwrap_err();
+            assert!(err.contains(needle), "{section}: {err}");
+        }
+    }
 }

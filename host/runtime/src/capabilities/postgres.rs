@@ -222,7 +222,7 @@ impl HostConnection for HostState {
         };
         let mut config = grant.config.clone();
         config.dbname(&database);
-        config.application_name(&format!("keel-plugin-{}", self.plugin));
+        config.application_name(format!("keel-plugin-{}", self.plugin));
         let connect = tokio::time::timeout(grant.connect_timeout, config.connect(NoTls)).await;
         let (client, connection) = match connect {
             Err(_) => {

@@ -14,19 +14,31 @@ use crate::bindings::host::keel::host::etcd as imp;
 impl KeyRange {
     /// Exactly one key.
     pub fn key(key: impl Into<String>) -> Self {
-        Self { key: key.into(), prefix: false }
+        Self {
+            key: key.into(),
+            prefix: false,
+        }
     }
     /// Every key starting with `prefix`.
     pub fn prefix(prefix: impl Into<String>) -> Self {
-        Self { key: prefix.into(), prefix: true }
+        Self {
+            key: prefix.into(),
+            prefix: true,
+        }
     }
 }
 
 impl RangeOptions {
     /// A linearizable read without a limit.
-    pub const LINEARIZABLE: Self = Self { serializable: false, limit: 0 };
+    pub const LINEARIZABLE: Self = Self {
+        serializable: false,
+        limit: 0,
+    };
     /// A possibly stale read from the local member, without a limit.
-    pub const SERIALIZABLE: Self = Self { serializable: true, limit: 0 };
+    pub const SERIALIZABLE: Self = Self {
+        serializable: true,
+        limit: 0,
+    };
 }
 
 macro_rules! forward {

@@ -48,7 +48,10 @@ impl Connection {
 impl SqlError {
     /// An error without SQLSTATE.
     pub fn client(message: impl Into<String>) -> Self {
-        Self { sqlstate: None, message: message.into() }
+        Self {
+            sqlstate: None,
+            message: message.into(),
+        }
     }
 }
 

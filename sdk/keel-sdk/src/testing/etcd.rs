@@ -35,19 +35,29 @@ pub struct FakeEtcd {
 
 impl std::fmt::Debug for FakeEtcd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeEtcd").field("revision", &self.state.borrow().revision).finish()
+        f.debug_struct("FakeEtcd")
+            .field("revision", &self.state.borrow().revision)
+            .finish()
     }
 }
 
 fn matches(range: &KeyRange, key: &str) -> bool {
-    if range.prefix { key.starts_with(&range.key) } else { key == range.key }
+    if range.prefix {
+        key.starts_with(&range.key)
+    } else {
+        key == range.key
+    }
 }
 
 impl State {
     fn expire(&mut self) {
         let now = self.now_ms;
-        let dead: Vec<i64> =
-            self.leases.iter().filter(|(_, (_, exp))| *exp <= now).map(|(id, _)| *id).collect();
+        let dead: Vec<i64> = self
+            .leases
+            .iter()
+            .filter(|(_, (_, exp))| *exp <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in dead {
             self.revoke(id);
         }
@@ -57,8 +67,12 @@ impl State {
         if self.leases.remove(&lease).is_none() {
             return false;
         }
-        let keys: Vec<String> =
-            self.kvs.values().filter(|kv| kv.lease == lease).map(|kv| kv.key.clone()).collect();
+        let keys: Vec<String> = self
+            .kvs
+            .values()
+            .filter(|kv| kv.lease == lease)
+            .map(|kv| kv.key.clone())
+            .collect();
         if !keys.is_empty() {
             self.revision += 1;
             for key in keys {
@@ -72,7 +86,8 @@ impl State {
         if let Some(mut kv) = self.kvs.remove(key) {
             kv.mod_revision = self.revision;
             kv.value.clear();
-            self.history.push((self.revision, WatchEvent { deleted: true, kv }));
+            self.history
+                .push((self.revision, WatchEvent { deleted: true, kv }));
         }
     }
 
@@ -101,13 +116,24 @@ impl State {
                 lease,
             },
         };
-        self.history.push((rev, WatchEvent { deleted: false, kv: kv.clone() }));
+        self.history.push((
+            rev,
+            WatchEvent {
+                deleted: false,
+                kv: kv.clone(),
+            },
+        ));
         self.kvs.insert(key.to_owned(), kv);
         Ok(rev)
     }
 
     fn delete(&mut self, range: &KeyRange) -> u64 {
-        let keys: Vec<String> = self.kvs.keys().filter(|k| matches(range, k)).cloned().collect();
+        let keys: Vec<String> = self
+            .kvs
+            .keys()
+            .filter(|k| matches(range, k))
+            .cloned()
+            .collect();
         if keys.is_empty() {
             return 0;
         }
@@ -119,7 +145,11 @@ impl State {
     }
 
     fn get(&self, range: &KeyRange) -> Vec<KeyValue> {
-        self.kvs.values().filter(|kv| matches(range, &kv.key)).cloned().collect()
+        self.kvs
+            .values()
+            .filter(|kv| matches(range, &kv.key))
+            .cloned()
+            .collect()
     }
 
     fn holds(&self, compare: &Compare) -> bool {
@@ -160,7 +190,9 @@ impl FakeEtcd {
     /// The value of a key, as a string, if present.
     pub fn value(&self, key: &str) -> Option<String> {
         let s = self.state.borrow();
-        s.kvs.get(key).map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        s.kvs
+            .get(key)
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
     }
 
     /// Every key currently stored.
@@ -177,17 +209,30 @@ impl FakeEtcd {
         Ok(s)
     }
 
-    pub(crate) fn range(&self, keys: &KeyRange, options: RangeOptions) -> Result<RangeResult, EtcdError> {
+    pub(crate) fn range(
+        &self,
+        keys: &KeyRange,
+        options: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
         let s = self.enter()?;
         let mut kvs = s.get(keys);
         let more = options.limit > 0 && kvs.len() as u64 > options.limit;
         if options.limit > 0 {
             kvs.truncate(options.limit as usize);
         }
-        Ok(RangeResult { kvs, revision: s.revision, more })
+        Ok(RangeResult {
+            kvs,
+            revision: s.revision,
+            more,
+        })
     }
 
-    pub(crate) fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<i64, EtcdError> {
+    pub(crate) fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<i64>,
+    ) -> Result<i64, EtcdError> {
         self.enter()?.put(key, value, lease)
     }
 
@@ -198,7 +243,11 @@ impl FakeEtcd {
     pub(crate) fn txn(&self, request: &TxnRequest) -> Result<TxnResult, EtcdError> {
         let mut s = self.enter()?;
         let succeeded = request.compares.iter().all(|c| s.holds(c));
-        let ops = if succeeded { &request.success } else { &request.failure };
+        let ops = if succeeded {
+            &request.success
+        } else {
+            &request.failure
+        };
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             results.push(match op {
@@ -207,7 +256,11 @@ impl FakeEtcd {
                 TxnOp::Get(range) => TxnOpResult::Get(s.get(range)),
             });
         }
-        Ok(TxnResult { succeeded, revision: s.revision, results })
+        Ok(TxnResult {
+            succeeded,
+            revision: s.revision,
+            results,
+        })
     }
 
     pub(crate) fn lease_grant(&self, ttl_seconds: i64) -> Result<i64, EtcdError> {
@@ -232,7 +285,11 @@ impl FakeEtcd {
     }
 
     pub(crate) fn lease_revoke(&self, lease: i64) -> Result<(), EtcdError> {
-        if self.enter()?.revoke(lease) { Ok(()) } else { Err(EtcdError::LeaseNotFound) }
+        if self.enter()?.revoke(lease) {
+            Ok(())
+        } else {
+            Err(EtcdError::LeaseNotFound)
+        }
     }
 
     /// Returns the recorded events at or after `start_revision`; when there are
@@ -255,6 +312,9 @@ impl FakeEtcd {
             self.advance(Duration::from_millis(u64::from(timeout_ms)));
         }
         let next_revision = self.state.borrow().revision + 1;
-        Ok(WatchResult { events, next_revision })
+        Ok(WatchResult {
+            events,
+            next_revision,
+        })
     }
 }

@@ -28,12 +28,18 @@ impl SqlAnswer {
 
     /// No rows.
     pub fn empty() -> Self {
-        Self::Rows(Rows { columns: Vec::new(), rows: Vec::new() })
+        Self::Rows(Rows {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        })
     }
 
     /// A server error with SQLSTATE.
     pub fn error(sqlstate: &str, message: &str) -> Self {
-        Self::Error(SqlError { sqlstate: Some(sqlstate.to_owned()), message: message.to_owned() })
+        Self::Error(SqlError {
+            sqlstate: Some(sqlstate.to_owned()),
+            message: message.to_owned(),
+        })
     }
 }
 
@@ -67,13 +73,19 @@ pub struct FakeSql {
 impl FakeSql {
     /// Answer every statement containing `needle` with `answer`.
     pub fn answer(&self, needle: &str, answer: SqlAnswer) {
-        self.state.borrow_mut().script.push((needle.to_owned(), answer, None));
+        self.state
+            .borrow_mut()
+            .script
+            .push((needle.to_owned(), answer, None));
     }
 
     /// Answer the next `times` statements containing `needle`; later ones fall
     /// through to other rules.
     pub fn answer_times(&self, needle: &str, times: usize, answer: SqlAnswer) {
-        self.state.borrow_mut().script.push((needle.to_owned(), answer, Some(times)));
+        self.state
+            .borrow_mut()
+            .script
+            .push((needle.to_owned(), answer, Some(times)));
     }
 
     /// Answer statements no rule matches with no rows, instead of an error.
@@ -135,8 +147,13 @@ impl FakeSql {
                     SqlAnswer::Error(err) => Err(err.clone()),
                 }
             }
-            None if unscripted_ok => Ok(Rows { columns: Vec::new(), rows: Vec::new() }),
-            None => Err(SqlError::client(format!("fake host: no scripted answer for: {sql}"))),
+            None if unscripted_ok => Ok(Rows {
+                columns: Vec::new(),
+                rows: Vec::new(),
+            }),
+            None => Err(SqlError::client(format!(
+                "fake host: no scripted answer for: {sql}"
+            ))),
         }
     }
 }
@@ -151,7 +168,9 @@ pub struct FakeConnection {
 
 impl std::fmt::Debug for FakeSql {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeSql").field("statements", &self.state.borrow().log.len()).finish()
+        f.debug_struct("FakeSql")
+            .field("statements", &self.state.borrow().log.len())
+            .finish()
     }
 }
 
@@ -161,12 +180,18 @@ impl FakeConnection {
     }
 
     pub(crate) fn execute(&self, sql: &str, params: &[Option<String>]) -> Result<u64, SqlError> {
-        self.sql.run(&self.database, sql, params).map(|rows| rows.rows.len() as u64)
+        self.sql
+            .run(&self.database, sql, params)
+            .map(|rows| rows.rows.len() as u64)
     }
 
     pub(crate) fn batch(&self, sql: &str) -> Result<(), SqlError> {
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let word = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let word = statement
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             match word.as_str() {
                 "BEGIN" | "START" => {
                     self.sql.log_only(&self.database, statement);

@@ -1,0 +1,91 @@
+//! Which capabilities a plugin gets, from the configuration. Capabilities are
+//! decided here, by the operator's config, and never by the plugin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use keel_config::Settings;
+use keel_runtime::capabilities::{EtcdGrant, PostgresGrant};
+use keel_runtime::{Grants, PluginKind};
+
+/// Per-request timeout of the etcd client, given the DCS retry budget: a few
+/// attempts fit in one `retry_timeout`, as in Patroni's client.
+pub(crate) fn etcd_request_timeout(retry_timeout: u32) -> Duration {
+    Duration::from_secs(u64::from((retry_timeout / 3).max(1)))
+}
+
+/// The grants of the plugin configured by `section`.
+pub(crate) fn for_plugin(
+    settings: &Settings,
+    kind: PluginKind,
+    section: &str,
+    retry_timeout: u32,
+) -> anyhow::Result<Grants> {
+    let config = settings
+        .plugin_sections
+        .get(section)
+        .cloned()
+        .unwrap_or_default();
+    match kind {
+        PluginKind::Dcs => {
+            let etcd = EtcdGrant::from_section(section, &config, etcd_request_timeout(retry_timeout))
+                .map_err(|problem| anyhow!(problem))?
+                .ok_or_else(|| {
+                    anyhow!("{section}: names no endpoints; set {section}.hosts (for example 127.0.0.1:2379)")
+                })?;
+            Ok(Grants {
+                etcd: Some(Arc::new(etcd)),
+                ..Grants::default()
+            })
+        }
+        PluginKind::Mpp => {
+            let postgres = postgres_grant(settings)
+                .context("postgresql: cannot describe the local instance")?;
+            Ok(Grants {
+                postgres: Some(Arc::new(postgres)),
+                ..Grants::default()
+            })
+        }
+    }
+}
+
+/// Sessions on the local instance as the superuser: over the unix socket when
+/// `use_unix_socket` is set and a socket directory is configured, else over TCP
+/// to the first address PostgreSQL listens on.
+fn postgres_grant(settings: &Settings) -> anyhow::Result<PostgresGrant> {
+    let pg = &settings.postgresql;
+    let mut config = tokio_postgres::Config::new();
+    let socket_dir = pg
+        .parameters
+        .get("unix_socket_directories")
+        .and_then(|dirs| {
+            dirs.split(',')
+                .map(str::trim)
+                .find(|d| !d.is_empty())
+                .map(str::to_owned)
+        });
+    match socket_dir {
+        Some(dir) if pg.use_unix_socket => {
+            config.host_path(dir);
+        }
+        _ => {
+            let host = pg
+                .listen
+                .hosts
+                .iter()
+                .find(|h| *h != "*" && *h != "0.0.0.0" && *h != "::")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".to_owned());
+            config.host(&host);
+        }
+    }
+    config.port(pg.listen.port);
+    let superuser = &pg.authentication.superuser;
+    config.user(&superuser.username);
+    if let Some(password) = &superuser.password {
+        config.password(password);
+    }
+    config.dbname(&pg.database);
+    Ok(PostgresGrant::new(config, Duration::from_secs(5)))
+}

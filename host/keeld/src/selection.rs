@@ -1,0 +1,128 @@
+//! Choosing plugins per cluster: a top-level config section named like a plugin
+//! (or one of its aliases) selects and configures it. Exactly one DCS backend,
+//! at most one MPP handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use keel_config::Settings;
+use keel_runtime::{Grants, LoadedPlugin, PluginCatalog, PluginKind, PluginLimits};
+
+use crate::grants;
+
+/// One selected plugin with what it is granted.
+pub(crate) struct Choice {
+    /// The config section that selected it (`etcd3`, `citus`).
+    pub(crate) section: String,
+    pub(crate) plugin: Arc<LoadedPlugin>,
+    pub(crate) grants: Grants,
+    pub(crate) limits: PluginLimits,
+}
+
+impl Choice {
+    /// The plugin's config section as JSON.
+    pub(crate) fn config_json(&self, settings: &Settings) -> String {
+        settings
+            .plugin_sections
+            .get(&self.section)
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "{}".into())
+    }
+}
+
+/// The plugins this member runs with.
+pub(crate) struct Selected {
+    pub(crate) dcs: Choice,
+    pub(crate) mpp: Option<Choice>,
+}
+
+fn limits(settings: &Settings, name: &str) -> PluginLimits {
+    let configured = settings.plugin_limits(name);
+    PluginLimits {
+        memory_bytes: configured.memory_mb as usize * 1024 * 1024,
+        call_timeout: Duration::from_millis(configured.call_timeout_ms.into()),
+    }
+}
+
+fn refused(catalog: &PluginCatalog) -> String {
+    if catalog.rejected().is_empty() {
+        return String::new();
+    }
+    let lines: Vec<String> = catalog
+        .rejected()
+        .iter()
+        .map(|r| format!("\n  refused: {}", r.error))
+        .collect();
+    lines.concat()
+}
+
+/// Select the plugins `settings` asks for from `catalog`.
+pub(crate) fn select(
+    settings: &Settings,
+    catalog: &PluginCatalog,
+    retry_timeout: u32,
+) -> anyhow::Result<Selected> {
+    let mut dcs: Vec<Choice> = Vec::new();
+    let mut mpp: Vec<Choice> = Vec::new();
+    for section in settings.plugin_sections.keys() {
+        let Some(plugin) = catalog.find(section) else {
+            bail!(
+                "config section `{section}` selects a plugin, but none in the plugin directory answers to that name; available: {}{}",
+                catalog.available(),
+                refused(catalog)
+            );
+        };
+        let kind = plugin.description().kind;
+        let choice = Choice {
+            section: section.clone(),
+            plugin: plugin.clone(),
+            grants: grants::for_plugin(settings, kind, section, retry_timeout)?,
+            limits: limits(settings, &plugin.description().name),
+        };
+        match kind {
+            PluginKind::Dcs => dcs.push(choice),
+            PluginKind::Mpp => mpp.push(choice),
+        }
+    }
+    let names = |choices: &[Choice]| {
+        choices
+            .iter()
+            .map(|c| c.section.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if dcs.len() > 1 {
+        bail!(
+            "sections {} each select a DCS plugin; a member uses exactly one DCS",
+            names(&dcs)
+        );
+    }
+    if mpp.len() > 1 {
+        bail!(
+            "sections {} each select an MPP plugin; a member uses at most one",
+            names(&mpp)
+        );
+    }
+    let Some(dcs) = dcs.pop() else {
+        let available: Vec<String> = catalog
+            .plugins()
+            .iter()
+            .filter(|p| p.description().kind == PluginKind::Dcs)
+            .map(|p| p.description().name.clone())
+            .collect();
+        bail!(
+            "no DCS configured: add a section that selects a DCS plugin, such as `etcd3: {{hosts: 127.0.0.1:2379}}`; DCS plugins available: {}{}",
+            if available.is_empty() {
+                "none".into()
+            } else {
+                available.join(", ")
+            },
+            refused(catalog)
+        );
+    };
+    Ok(Selected {
+        dcs,
+        mpp: mpp.pop(),
+    })
+}
