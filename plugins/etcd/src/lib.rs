@@ -60,6 +60,22 @@ fn compare(key: &str, op: CompareOp, target: CompareTarget) -> Compare {
     }
 }
 
+/// Put `value` at `key` only if the key's `condition` attribute equals it
+/// (create_revision 0: the key is absent; value: it still holds ours).
+fn put_if(
+    key: &str,
+    condition: CompareTarget,
+    value: &[u8],
+    lease: Option<i64>,
+) -> Result<bool, EtcdError> {
+    let request = TxnRequest {
+        compares: vec![compare(key, CompareOp::Equal, condition)],
+        success: vec![put(key.to_owned(), value, lease)],
+        failure: vec![],
+    };
+    etcd::txn(&request).map(|r| r.succeeded)
+}
+
 fn parse_version(version: &str) -> Result<i64, DcsError> {
     version
         .parse()
@@ -128,6 +144,11 @@ impl Etcd3 {
             )));
         }
         Ok(result.revision.to_string())
+    }
+
+    /// The leader key as we hold it right after writing it: our name, our lease.
+    fn holding_leader(&self) -> Option<(String, i64)> {
+        self.lease.id().map(|id| (self.member.clone(), id))
     }
 
     fn load_range(&mut self, prefix: &str) -> Result<etcd::RangeResult, DcsError> {
@@ -228,19 +249,15 @@ impl DcsPlugin for Etcd3 {
         let key = self.paths.key("leader");
         let member = self.member.clone();
         let acquired = self.with_lease("leader race", false, |lease| {
-            let request = TxnRequest {
-                compares: vec![compare(
-                    &key,
-                    CompareOp::Equal,
-                    CompareTarget::CreateRevision(0),
-                )],
-                success: vec![put(key.clone(), member.as_bytes(), Some(lease))],
-                failure: vec![],
-            };
-            etcd::txn(&request).map(|r| r.succeeded)
+            put_if(
+                &key,
+                CompareTarget::CreateRevision(0),
+                member.as_bytes(),
+                Some(lease),
+            )
         })?;
         if acquired {
-            self.seen_leader = self.lease.id().map(|id| (self.member.clone(), id));
+            self.seen_leader = self.holding_leader();
         } else {
             keel_sdk::host::log::info("Could not take out TTL lock");
         }
@@ -257,36 +274,18 @@ impl DcsPlugin for Etcd3 {
             if seen.as_ref() == Some(&(member.clone(), lease)) {
                 return Ok(true);
             }
-            // Re-attach the key to the (new) lease, but only if it is still ours...
-            let ours = TxnRequest {
-                compares: vec![compare(
+            // Re-attach the key to the (new) lease, but only if it is still ours,
+            // or if it vanished meanwhile.
+            let ours = CompareTarget::Value(member.as_bytes().to_vec());
+            Ok(put_if(&key, ours, member.as_bytes(), Some(lease))?
+                || put_if(
                     &key,
-                    CompareOp::Equal,
-                    CompareTarget::Value(member.as_bytes().to_vec()),
-                )],
-                success: vec![put(key.clone(), member.as_bytes(), Some(lease))],
-                failure: vec![],
-            };
-            if etcd::txn(&ours)?.succeeded {
-                return Ok(true);
-            }
-            // ...or if it vanished meanwhile.
-            let vacant = TxnRequest {
-                compares: vec![compare(
-                    &key,
-                    CompareOp::Equal,
                     CompareTarget::CreateRevision(0),
-                )],
-                success: vec![put(key.clone(), member.as_bytes(), Some(lease))],
-                failure: vec![],
-            };
-            etcd::txn(&vacant).map(|r| r.succeeded)
+                    member.as_bytes(),
+                    Some(lease),
+                )?)
         })?;
-        self.seen_leader = if renewed {
-            self.lease.id().map(|id| (self.member.clone(), id))
-        } else {
-            None
-        };
+        self.seen_leader = if renewed { self.holding_leader() } else { None };
         Ok(renewed)
     }
 
@@ -296,7 +295,7 @@ impl DcsPlugin for Etcd3 {
         self.with_lease("take leader", false, |lease| {
             etcd::put(&key, member.as_bytes(), Some(lease))
         })?;
-        self.seen_leader = self.lease.id().map(|id| (self.member.clone(), id));
+        self.seen_leader = self.holding_leader();
         Ok(true)
     }
 
@@ -330,16 +329,14 @@ impl DcsPlugin for Etcd3 {
             self.retry("initialize", || etcd::put(&key, value.as_bytes(), None))?;
             return Ok(true);
         }
-        let request = TxnRequest {
-            compares: vec![compare(
+        self.retry("initialize race", || {
+            put_if(
                 &key,
-                CompareOp::Equal,
                 CompareTarget::CreateRevision(0),
-            )],
-            success: vec![put(key.clone(), value.as_bytes(), None)],
-            failure: vec![],
-        };
-        Ok(self.txn("initialize race", &request)?.succeeded)
+                value.as_bytes(),
+                None,
+            )
+        })
     }
 
     fn cancel_initialization(&mut self) -> Result<bool, DcsError> {
