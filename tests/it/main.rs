@@ -7,6 +7,7 @@
 )]
 
 mod etcd_capability;
+mod http_capability;
 mod plugin_limits;
 mod plugin_loading;
 mod postgres_capability;

@@ -63,7 +63,7 @@ pub(crate) async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<
                 )
             })?;
         let retry = DynamicConfig::default().retry_timeout;
-        let granted = grants::for_plugin(&settings, d.kind, section, retry)
+        let granted = grants::for_plugin(&settings, &plugin, section, retry)
             .with_context(|| format!("{}: section `{section}`", config.display()))?;
         println!(
             "  granted:      {} (from section `{section}`)",

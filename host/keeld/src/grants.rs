@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use keel_config::Settings;
-use keel_runtime::capabilities::{EtcdGrant, PostgresGrant};
-use keel_runtime::{Grants, PluginKind};
+use keel_runtime::capabilities::{EtcdGrant, HttpGrant, PostgresGrant};
+use keel_runtime::{Grants, LoadedPlugin, PluginKind};
 
 /// Per-request timeout of the etcd client, given the DCS retry budget: a few
 /// attempts fit in one `retry_timeout`, as in Patroni's client.
@@ -15,10 +15,15 @@ pub(crate) fn etcd_request_timeout(retry_timeout: u32) -> Duration {
     Duration::from_secs(u64::from((retry_timeout / 3).max(1)))
 }
 
-/// The grants of the plugin configured by `section`.
+fn imports(plugin: &LoadedPlugin, interface: &str) -> bool {
+    plugin.imports().iter().any(|i| i.starts_with(interface))
+}
+
+/// The grants of `plugin`, configured by `section`: only capabilities it
+/// imports, pointed only at what the section names.
 pub(crate) fn for_plugin(
     settings: &Settings,
-    kind: PluginKind,
+    plugin: &LoadedPlugin,
     section: &str,
     retry_timeout: u32,
 ) -> anyhow::Result<Grants> {
@@ -27,15 +32,26 @@ pub(crate) fn for_plugin(
         .get(section)
         .cloned()
         .unwrap_or_default();
-    match kind {
+    match plugin.description().kind {
         PluginKind::Dcs => {
-            let etcd = EtcdGrant::from_section(section, &config, etcd_request_timeout(retry_timeout))
+            // The store's endpoints, reachable through the typed etcd client and
+            // over HTTP (etcd's JSON gateway, Consul, ...); nothing else.
+            let http = HttpGrant::from_section(section, &config, 2379)
                 .map_err(|problem| anyhow!(problem))?
                 .ok_or_else(|| {
                     anyhow!("{section}: names no endpoints; set {section}.hosts (for example 127.0.0.1:2379)")
                 })?;
+            let etcd = if imports(plugin, "keel:host/etcd@") {
+                EtcdGrant::from_section(section, &config, etcd_request_timeout(retry_timeout))
+                    .map_err(|problem| anyhow!(problem))?
+                    .map(Arc::new)
+            } else {
+                None
+            };
+            let http = imports(plugin, "wasi:http/outgoing-handler@").then(|| Arc::new(http));
             Ok(Grants {
-                etcd: Some(Arc::new(etcd)),
+                etcd,
+                http,
                 ..Grants::default()
             })
         }

@@ -77,7 +77,7 @@ pub(crate) fn select(
         let choice = Choice {
             section: section.clone(),
             plugin: plugin.clone(),
-            grants: grants::for_plugin(settings, kind, section, retry_timeout)?,
+            grants: grants::for_plugin(settings, plugin, section, retry_timeout)?,
             limits: limits(settings, &plugin.description().name),
         };
         match kind {

@@ -8,6 +8,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::capabilities::Grants;
+use crate::capabilities::http::AllowlistHooks;
 use crate::limits::Limiter;
 
 /// stdout/stderr are captured (not inherited) so a panic message can go into the
@@ -19,6 +20,8 @@ pub(crate) struct HostState {
     pub(crate) grants: Grants,
     pub(crate) limiter: Limiter,
     pub(crate) table: ResourceTable,
+    pub(crate) http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    pub(crate) http_hooks: AllowlistHooks,
     wasi: WasiCtx,
     stderr: MemoryOutputPipe,
 }
@@ -35,9 +38,15 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let http_hooks = AllowlistHooks {
+            plugin: plugin.clone(),
+            grant: grants.http.clone(),
+        };
         Self {
             plugin,
             grants,
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks,
             limiter: Limiter::new(max_memory),
             table: ResourceTable::new(),
             wasi,

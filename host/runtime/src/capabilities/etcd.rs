@@ -53,39 +53,21 @@ impl EtcdGrant {
     }
 
     /// Build the grant from a Patroni-style `etcd3:` (or `etcd:`) config section:
-    /// `host`, `hosts` (a list or a comma-separated string), `url`, `protocol`,
-    /// `username`/`user`, `password`. `Ok(None)` when the section names no etcd
-    /// endpoint at all (a backend of another kind). Errors name the key.
+    /// the endpoints of [`super::section_endpoints`] plus `username`/`user` and
+    /// `password`. `Ok(None)` when the section names no endpoint at all (a
+    /// backend of another kind). Errors name the key.
     pub fn from_section(
         section_name: &str,
         section: &serde_json::Value,
         request_timeout: Duration,
     ) -> Result<Option<Self>, String> {
-        use serde_json::Value;
         let key = |k: &str| format!("{section_name}.{k}");
-        let text = |k: &str| -> Result<Option<String>, String> {
-            match section.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-                Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(other) => Err(format!("{}: expected a string, got {other}", key(k))),
-            }
-        };
-        let protocol = text("protocol")?.unwrap_or_else(|| "http".into());
-        match protocol.as_str() {
-            "http" => {}
-            "https" => {
-                return Err(format!(
-                    "{}: TLS to etcd is not supported by this Keel build yet",
-                    key("protocol")
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "{}: expected http or https, got {other:?}",
-                    key("protocol")
-                ));
-            }
+        let text = |k: &str| super::section_text(section_name, section, k);
+        if text("protocol")?.as_deref() == Some("https") {
+            return Err(format!(
+                "{}: TLS to etcd is not supported by this Keel build yet",
+                key("protocol")
+            ));
         }
         for tls in ["cacert", "cert", "key"] {
             if text(tls)?.is_some() {
@@ -95,60 +77,7 @@ impl EtcdGrant {
                 ));
             }
         }
-        let mut hosts: Vec<String> = Vec::new();
-        if let Some(host) = text("host")? {
-            hosts.push(host);
-        }
-        match section.get("hosts") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(list)) => hosts.extend(list.split(',').map(|h| h.trim().to_owned())),
-            Some(Value::Array(items)) => {
-                for item in items {
-                    match item {
-                        Value::String(h) => hosts.push(h.trim().to_owned()),
-                        other => {
-                            return Err(format!(
-                                "{}: expected host:port strings, got {other}",
-                                key("hosts")
-                            ));
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                return Err(format!(
-                    "{}: expected a list or a comma-separated string, got {other}",
-                    key("hosts")
-                ));
-            }
-        }
-        let mut endpoints = Vec::new();
-        for host in hosts.into_iter().filter(|h| !h.is_empty()) {
-            if host.contains("://") {
-                return Err(format!(
-                    "{}: {host:?} must be host:port; use url for a URL",
-                    key("hosts")
-                ));
-            }
-            let with_port = if host
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            {
-                host
-            } else {
-                format!("{host}:2379")
-            };
-            endpoints.push(format!("{protocol}://{with_port}"));
-        }
-        if let Some(url) = text("url")? {
-            if !url.starts_with("http://") {
-                return Err(format!(
-                    "{}: expected http://host:port, got {url:?}",
-                    key("url")
-                ));
-            }
-            endpoints.push(url);
-        }
+        let endpoints = super::section_endpoints(section_name, section, 2379)?;
         if endpoints.is_empty() {
             return Ok(None);
         }

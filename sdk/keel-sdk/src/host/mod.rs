@@ -5,5 +5,6 @@
 //! code runs in native unit tests.
 
 pub mod etcd;
+pub mod http;
 pub mod log;
 pub mod postgres;

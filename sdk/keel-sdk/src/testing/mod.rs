@@ -16,6 +16,7 @@
 //! ```
 
 mod etcd;
+mod http;
 mod sql;
 
 use std::cell::RefCell;
@@ -24,6 +25,7 @@ use std::rc::Rc;
 use crate::host::log::Level;
 
 pub use etcd::FakeEtcd;
+pub use http::FakeHttp;
 pub use sql::{FakeConnection, FakeSql, SqlAnswer};
 
 thread_local! {
@@ -36,6 +38,7 @@ pub struct FakeHost {
     logs: Rc<RefCell<Vec<(Level, String)>>>,
     sql: FakeSql,
     etcd: FakeEtcd,
+    http: FakeHttp,
 }
 
 impl FakeHost {
@@ -64,6 +67,11 @@ impl FakeHost {
     /// The in-memory etcd.
     pub fn etcd(&self) -> &FakeEtcd {
         &self.etcd
+    }
+
+    /// The scripted HTTP endpoints.
+    pub fn http(&self) -> &FakeHttp {
+        &self.http
     }
 
     pub(crate) fn log(&self, level: Level, message: &str) {
