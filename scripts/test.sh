@@ -9,4 +9,6 @@ bash scripts/setup.sh
 echo "== cargo test (plugins, native)"
 cargo test --manifest-path plugins/Cargo.toml --workspace --locked
 echo "== cargo test (host workspace)"
+# tests/ drives the daemon binaries (keeld), which `cargo test` alone does not build.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

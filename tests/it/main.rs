@@ -8,6 +8,7 @@
 
 mod etcd_capability;
 mod http_capability;
+mod keeld_cli;
 mod plugin_limits;
 mod plugin_loading;
 mod postgres_capability;
