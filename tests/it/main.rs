@@ -6,6 +6,7 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod dcs_conformance;
 mod etcd_capability;
 mod http_capability;
 mod keeld_cli;

@@ -173,6 +173,9 @@ fn map_error(error: ec::Error) -> EtcdError {
                 _ => EtcdError::Rejected(message),
             }
         }
+        ec::Error::LeaseKeepAliveError(message) if message.contains("lease not found") => {
+            EtcdError::LeaseNotFound
+        }
         ec::Error::TransportError(e) => EtcdError::Unavailable(format!("transport: {e}")),
         ec::Error::IoError(e) => EtcdError::Unavailable(format!("io: {e}")),
         other => EtcdError::Rejected(other.to_string()),
@@ -371,13 +374,18 @@ impl Host for HostState {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(grant
+        let remaining = grant
             .request("lease-keep-alive", |mut c| async move {
                 let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
                 keeper.keep_alive().await?;
                 Ok(stream.message().await?.map_or(0, |r| r.ttl()))
             })
-            .await)
+            .await;
+        // The contract: a lease etcd no longer knows has 0 seconds left.
+        Ok(match remaining {
+            Err(EtcdError::LeaseNotFound) => Ok(0),
+            other => other,
+        })
     }
 
     async fn lease_revoke(&mut self, lease: i64) -> wasmtime::Result<Result<(), EtcdError>> {
