@@ -14,6 +14,7 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages: ${need_apt[*]}; run this script as root (or install them)" >&2
@@ -41,5 +42,15 @@ if [ "$(id -u)" -eq 0 ]; then
         [ -n "$(find "$dir" -maxdepth 0 -perm -o+x)" ] || chmod o+x "$dir"
         dir="$(dirname "$dir")"
     done
+fi
+# Patroni 4.1 (PyPI) is the reference Keel is tested against (patronictl as a client
+# of Keel's DCS layout). Debian's python, not pyenv's: the unprivileged user must run it.
+if [ "$(id -u)" -eq 0 ]; then default_venv=/opt/keel/patroni-venv; else default_venv="$HOME/.cache/keel/patroni-venv"; fi
+PATRONI_VENV="${KEEL_PATRONI_VENV:-$default_venv}"
+if [ ! -x "$PATRONI_VENV/bin/patronictl" ]; then
+    log "Patroni 4.1 into $PATRONI_VENV"
+    mkdir -p "$(dirname "$PATRONI_VENV")"
+    /usr/bin/python3 -m venv "$PATRONI_VENV"
+    "$PATRONI_VENV/bin/pip" install --quiet --disable-pip-version-check 'patroni[etcd3]==4.1.*' psycopg2-binary
 fi
 log "setup done"

@@ -10,6 +10,7 @@ mod dcs_conformance;
 mod etcd_capability;
 mod http_capability;
 mod keeld_cli;
+mod patroni_interop;
 mod plugin_limits;
 mod plugin_loading;
 mod postgres_capability;
