@@ -152,3 +152,90 @@ async fn a_refused_configuration_is_invalid_config() {
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_dead_endpoint_among_several_is_skipped() {
+    let Some(etcd) = TempEtcd::start() else {
+        return;
+    };
+    let dir = PluginDir::with(&[c::ETCD]).unwrap();
+    let loaded = LoadedPlugin::load(&runtime_for(&dir), &dir.path().join("etcd.wasm"))
+        .await
+        .unwrap();
+    let dead = format!("127.0.0.1:{}", keel_testkit::free_port());
+    let grant = EtcdGrant::new(vec![dead, etcd.endpoint()], None, Duration::from_secs(2));
+    let plugin = loaded
+        .dcs(
+            Grants {
+                etcd: Some(Arc::new(grant)),
+                ..Grants::default()
+            },
+            PluginLimits::default(),
+        )
+        .unwrap();
+    plugin
+        .configure(Settings::new("failover", "pg1"))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert!(plugin.touch_member("{}".into()).await.unwrap());
+    }
+    assert!(plugin.attempt_to_acquire_leader().await.unwrap());
+}
+
+#[tokio::test]
+async fn credentials_from_the_section_authenticate() {
+    let Some(etcd) = TempEtcd::start() else {
+        return;
+    };
+    let etcdctl = |args: &[&str]| {
+        let output = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", etcd.endpoint()))
+            .args(args)
+            .output()
+            .expect("etcdctl (apt-get install etcd-client)");
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    etcdctl(&["user", "add", "root:s3cret"]);
+    etcdctl(&["auth", "enable"]);
+    let dir = PluginDir::with(&[c::ETCD]).unwrap();
+    let loaded = LoadedPlugin::load(&runtime_for(&dir), &dir.path().join("etcd.wasm"))
+        .await
+        .unwrap();
+    let connect = |credentials: Option<(&str, &str)>| {
+        let credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let grant = EtcdGrant::new(vec![etcd.endpoint()], credentials, Duration::from_secs(2));
+        loaded
+            .dcs(
+                Grants {
+                    etcd: Some(Arc::new(grant)),
+                    ..Grants::default()
+                },
+                PluginLimits::default(),
+            )
+            .unwrap()
+    };
+    let authenticated = connect(Some(("root", "s3cret")));
+    authenticated
+        .configure(Settings::new("auth", "pg1"))
+        .await
+        .unwrap();
+    assert!(authenticated.attempt_to_acquire_leader().await.unwrap());
+
+    let anonymous = connect(None);
+    anonymous
+        .configure(Settings::new("auth", "pg2"))
+        .await
+        .unwrap();
+    match anonymous.load(LoadScope::OwnGroup).await {
+        Err(DcsError::Failed { reason, .. }) => {
+            assert!(reason.contains("permission denied"), "{reason}");
+        }
+        other => panic!("expected a permission error, got {other:?}"),
+    }
+}

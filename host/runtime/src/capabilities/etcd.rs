@@ -167,7 +167,10 @@ fn map_error(error: ec::Error) -> EtcdError {
                 _ if message.contains("lease not found") => EtcdError::LeaseNotFound,
                 _ if message.contains("compacted") => EtcdError::Compacted,
                 PERMISSION_DENIED | UNAUTHENTICATED => EtcdError::PermissionDenied(message),
-                _ if message.contains("authentication") || message.contains("auth") => {
+                _ if ["auth", "user name is empty", "permission denied"]
+                    .iter()
+                    .any(|m| message.contains(m)) =>
+                {
                     EtcdError::PermissionDenied(message)
                 }
                 _ => EtcdError::Rejected(message),
