@@ -99,6 +99,28 @@ impl PluginDescription {
     }
 }
 
+/// A world's generated `description` record as a [`PluginDescription`]; each
+/// world has its own generated copy of `keel:host/plugin.description`.
+macro_rules! described {
+    ($world:ident, $d:expr) => {{
+        use crate::bindings::$world::keel::host::plugin::{Description, Kind};
+        let d: Description = $d;
+        crate::catalog::PluginDescription {
+            name: d.name,
+            aliases: d.aliases,
+            kind: match d.kind {
+                Kind::Dcs => crate::catalog::PluginKind::Dcs,
+                Kind::Mpp => crate::catalog::PluginKind::Mpp,
+            },
+            version: d.version,
+            wit_version: d.wit_version,
+            sdk_version: d.sdk_version,
+            summary: d.summary,
+        }
+    }};
+}
+pub(crate) use described;
+
 fn semver_parts(version: &str) -> Option<(u64, u64, u64)> {
     let core = version.split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());

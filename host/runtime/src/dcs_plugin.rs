@@ -16,7 +16,7 @@ use wasmtime::Store;
 
 use crate::bindings::dcs::{self as wit, DcsPlugin as Bindings, DcsPluginPre};
 use crate::capabilities::Grants;
-use crate::catalog::{PluginDescription, PluginKind};
+use crate::catalog::PluginDescription;
 use crate::error::PluginError;
 use crate::instance::{CallFuture, Init, Instances, Pre};
 use crate::limits::PluginLimits;
@@ -177,18 +177,7 @@ impl DcsPlugin {
                 Box::pin(b.keel_dcs_backend().call_describe(store))
             })
             .await?;
-        Ok(PluginDescription {
-            name: d.name,
-            aliases: d.aliases,
-            kind: match d.kind {
-                wit::keel::host::plugin::Kind::Dcs => PluginKind::Dcs,
-                wit::keel::host::plugin::Kind::Mpp => PluginKind::Mpp,
-            },
-            version: d.version,
-            wit_version: d.wit_version,
-            sdk_version: d.sdk_version,
-            summary: d.summary,
-        })
+        Ok(crate::catalog::described!(dcs, d))
     }
 
     /// A call whose inner answer is a `result<T, dcs-error>`.

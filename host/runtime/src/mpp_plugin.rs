@@ -12,7 +12,7 @@ use wasmtime::Store;
 
 use crate::bindings::mpp::{self as wit, MppPlugin as Bindings, MppPluginPre};
 use crate::capabilities::Grants;
-use crate::catalog::{PluginDescription, PluginKind};
+use crate::catalog::PluginDescription;
 use crate::error::PluginError;
 use crate::instance::{CallFuture, Init, Instances, Pre};
 use crate::limits::PluginLimits;
@@ -263,18 +263,7 @@ impl MppPlugin {
     /// Ask the plugin who it is (not yet checked against its world).
     pub async fn describe(&self) -> Result<PluginDescription, PluginError> {
         let d = call!(self, "describe", call_describe).await?;
-        Ok(PluginDescription {
-            name: d.name,
-            aliases: d.aliases,
-            kind: match d.kind {
-                wit::keel::host::plugin::Kind::Dcs => PluginKind::Dcs,
-                wit::keel::host::plugin::Kind::Mpp => PluginKind::Mpp,
-            },
-            version: d.version,
-            wit_version: d.wit_version,
-            sdk_version: d.sdk_version,
-            summary: d.summary,
-        })
+        Ok(crate::catalog::described!(mpp, d))
     }
 
     /// Hand the plugin its config section (JSON); replayed on fresh instances.
