@@ -16,13 +16,9 @@ async fn member(dir: &PluginDir, etcd: &TempEtcd, name: &str) -> DcsPlugin {
     let loaded = LoadedPlugin::load(&runtime_for(dir), &dir.path().join("fixture_dcs.wasm"))
         .await
         .unwrap();
-    let grant = EtcdGrant::new(vec![etcd.endpoint()], None, Duration::from_secs(2));
     let plugin = loaded
         .dcs(
-            Grants {
-                etcd: Some(Arc::new(grant)),
-                ..Grants::default()
-            },
+            keel_tests::etcd_grants(vec![etcd.endpoint()], None),
             PluginLimits::default(),
         )
         .unwrap();
@@ -163,13 +159,9 @@ async fn a_dead_endpoint_among_several_is_skipped() {
         .await
         .unwrap();
     let dead = format!("127.0.0.1:{}", keel_testkit::free_port());
-    let grant = EtcdGrant::new(vec![dead, etcd.endpoint()], None, Duration::from_secs(2));
     let plugin = loaded
         .dcs(
-            Grants {
-                etcd: Some(Arc::new(grant)),
-                ..Grants::default()
-            },
+            keel_tests::etcd_grants(vec![dead, etcd.endpoint()], None),
             PluginLimits::default(),
         )
         .unwrap();

@@ -4,12 +4,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use keel_dcs::model::Role;
 use keel_dcs::{Dcs, MemberData, Settings};
-use keel_runtime::capabilities::EtcdGrant;
-use keel_runtime::{Grants, LoadedPlugin, PluginLimits};
+use keel_runtime::{LoadedPlugin, PluginLimits};
 use keel_testkit::etcd::TempEtcd;
 use keel_tests::{PluginDir, components as c};
 use serde_json::Value;
@@ -72,13 +70,9 @@ async fn patronictl_lists_a_cluster_keel_wrote() {
         .unwrap();
     let mut members = Vec::new();
     for name in ["pg1", "pg2", "pg3"] {
-        let grant = EtcdGrant::new(vec![etcd.endpoint()], None, Duration::from_secs(2));
         let backend = plugin
             .dcs(
-                Grants {
-                    etcd: Some(Arc::new(grant)),
-                    ..Grants::default()
-                },
+                keel_tests::etcd_grants(vec![etcd.endpoint()], None),
                 PluginLimits::default(),
             )
             .unwrap();

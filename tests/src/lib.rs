@@ -120,3 +120,20 @@ impl TempPostgres {
         client
     }
 }
+
+/// Grants of only the etcd capability, to `endpoints` (2 s request timeout), as
+/// keeld gives a DCS plugin whose section names them.
+pub fn etcd_grants(
+    endpoints: Vec<String>,
+    credentials: Option<(String, String)>,
+) -> keel_runtime::Grants {
+    let grant = keel_runtime::capabilities::EtcdGrant::new(
+        endpoints,
+        credentials,
+        std::time::Duration::from_secs(2),
+    );
+    keel_runtime::Grants {
+        etcd: Some(std::sync::Arc::new(grant)),
+        ..keel_runtime::Grants::default()
+    }
+}
