@@ -20,7 +20,7 @@ mod backend;
 mod dcs;
 mod error;
 pub mod memory;
-pub mod model;
+pub use keel_model as model;
 pub mod path;
 
 pub use backend::{DcsBackend, DcsFuture, Entry, GroupEntries, LoadScope, Settings, ValueKey};

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::backend::{Entry, GroupEntries};
+use crate::entry::{Entry, GroupEntries};
 
 use super::member::{Member, MemberData, Role};
 use super::{
@@ -195,7 +195,7 @@ pub struct Formation {
 }
 
 impl Formation {
-    /// Build from a [`LoadScope::Formation`](crate::LoadScope::Formation) read.
+    /// Build from a formation-wide read.
     /// Entries without a group are ignored (logged).
     pub fn from_groups(groups: &[GroupEntries]) -> Self {
         let mut out = Self::default();

@@ -1,4 +1,7 @@
-//! The cluster model: Patroni 4.1's DCS values, parsed and rendered.
+//! Keel's cluster model: Patroni 4.1's DCS values, parsed and rendered.
+//!
+//! A crate of its own, without I/O or an async runtime, so that the pure HA
+//! decision (`keel-ha`) and the simulation can share it with the DCS layer.
 //!
 //! Keel shares a DCS with Patroni nodes and `patronictl`, so every value here is
 //! read the way Patroni reads it and written byte for byte the way Patroni writes
@@ -8,8 +11,10 @@
 //! render typed values.
 //!
 //! Each key has its own module; [`Cluster::from_entries`] puts them together.
+#![deny(missing_docs)]
 
 mod cluster;
+mod entry;
 mod history;
 mod json;
 mod lsn;
@@ -19,6 +24,7 @@ mod sync;
 mod values;
 
 pub use cluster::{Cluster, Formation, Leader};
+pub use entry::{Entry, GroupEntries};
 pub use history::{HistoryLine, TimelineHistory};
 pub use lsn::{Lsn, ParseLsnError};
 pub use member::{Member, MemberData, Role};
