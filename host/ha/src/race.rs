@@ -1,0 +1,262 @@
+//! Who may become leader (§4.3 and §4.6 of patroni-compat.md): Patroni's
+//! `is_healthiest_node`, `_is_healthiest_node`, `manual_failover_process_no_leader`
+//! and `is_failover_possible`.
+
+use std::collections::BTreeMap;
+
+use keel_model::Failover;
+
+use crate::decide::Cycle;
+use crate::members::tags_of;
+use crate::observation::{ConfigExt, PeerStatus};
+use crate::plan::{Action, PeerRequest, Plan, Question};
+
+/// Every member worth asking: the current view, the last view with a leader and,
+/// in failsafe mode, the `/failsafe` list. Not this node; only members with an API.
+fn peer_requests(c: &Cycle<'_>) -> Vec<PeerRequest> {
+    let mut urls: BTreeMap<String, String> = BTreeMap::new();
+    for m in &c.obs.memory.previous_members {
+        if let Some(url) = &m.api_url {
+            urls.insert(m.name.clone(), url.clone());
+        }
+    }
+    if c.obs.config.failsafe_mode {
+        if let Some(fs) = &c.cluster.failsafe {
+            for (name, url) in &fs.members {
+                urls.insert(name.clone(), url.clone());
+            }
+        }
+    }
+    for m in &c.cluster.members {
+        if let Some(url) = &m.data.api_url {
+            urls.insert(m.name.clone(), url.clone());
+        }
+    }
+    urls.remove(c.me());
+    urls.into_iter()
+        .map(|(name, api_url)| PeerRequest { name, api_url })
+        .collect()
+}
+
+/// The peers' statuses, asking for them the first time they are needed.
+pub(crate) fn peers(c: &Cycle<'_>) -> Result<Vec<PeerStatus>, Question> {
+    if let Some(peers) = &c.obs.answers.peers {
+        return Ok(peers.clone());
+    }
+    let requests = peer_requests(c);
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    Err(Question::Peers(requests))
+}
+
+/// Patroni's `is_healthiest_node`: may this node race for the lock? The plan
+/// carries side writes (clearing a stale failover key) and an explanation.
+pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question> {
+    let obs = c.obs;
+    let pg = &obs.postgres;
+    let me = c.me();
+    let mut plan = Plan::new("");
+    if let Some(at) = obs.memory.pre_promote_failed_at {
+        if obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
+            return Ok((false, plan));
+        }
+    }
+    let failover = c.cluster.failover.as_ref().filter(|f| f.is_set());
+
+    if c.paused() && !obs.me.nofailover() {
+        if let Some(f) = failover.filter(|f| f.scheduled_at.is_none()) {
+            match manual_failover_no_leader(c, f)? {
+                Verdict::Yes => return Ok((true, plan)),
+                Verdict::No => return Ok((false, plan)),
+                Verdict::Continue(actions) => plan = plan.then(actions),
+            }
+        }
+    }
+    if c.acts_as_primary() {
+        let healthy = if c.paused() {
+            match c.cluster.initialize.as_deref() {
+                None | Some("") => true,
+                Some(id) => pg.sysid() == Some(id),
+            }
+        } else {
+            pg.timeline >= c.cluster.timeline()
+        };
+        return Ok((healthy, plan));
+    }
+    if c.paused() || obs.me.nofailover() {
+        return Ok((false, plan));
+    }
+    let in_sync = c.cluster.sync.matches(me, true);
+    if let Some(f) = failover {
+        if f.leader.is_some() && c.sync_active() && !obs.config.quorum_mode() && !in_sync {
+            return Ok((false, plan));
+        }
+        return Ok((manual_failover_no_leader(c, f)? == Verdict::Yes, plan));
+    }
+    if obs.config.failsafe_mode {
+        if let Some(fs) = &c.cluster.failsafe {
+            if !fs.members.is_empty() && !fs.members.contains_key(me) {
+                return Ok((false, plan));
+            }
+        }
+    }
+    if c.sync_active() && !obs.config.quorum_mode() && !in_sync {
+        return Ok((false, plan));
+    }
+    Ok((healthiest_among(c, None, true)?, plan))
+}
+
+/// The outcome of the manual-failover rules without a leader.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Yes,
+    No,
+    /// Not decided by the request; go on with the normal checks after these writes.
+    Continue(Vec<Action>),
+}
+
+fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Question> {
+    let me = c.me();
+    if let Some(candidate) = f.candidate.as_deref() {
+        if candidate == me {
+            return Ok(Verdict::Yes);
+        }
+        if c.paused() {
+            if c.cluster.member(candidate).is_none() && c.acts_as_primary() {
+                return Ok(Verdict::Continue(vec![Action::ClearFailover {
+                    version: f.version.clone(),
+                }]));
+            }
+            return Ok(Verdict::No);
+        }
+        if c.sync_active() && !c.obs.config.quorum_mode() && !c.cluster.sync.matches(me, true) {
+            return Ok(Verdict::No);
+        }
+        if c.cluster.member(candidate).is_some() {
+            let usable = peers(c)?
+                .iter()
+                .any(|p| p.name == candidate && p.reachable && p.running && !p.nofailover);
+            if usable {
+                return Ok(Verdict::No);
+            }
+        }
+        // The candidate cannot take over: treat the request as having none.
+    } else if c.paused() {
+        return Ok(Verdict::No);
+    }
+    if f.leader.as_deref() == Some(me) {
+        return Ok(if failover_possible(c, None, true)? {
+            Verdict::No
+        } else {
+            Verdict::Yes
+        });
+    }
+    Ok(if healthiest_among(c, f.leader.as_deref(), false)? {
+        Verdict::Yes
+    } else {
+        Verdict::No
+    })
+}
+
+/// Patroni's `_is_healthiest_node`: compare this node with every peer that
+/// answered (except `exclude`).
+fn healthiest_among(c: &Cycle<'_>, exclude: Option<&str>, check_lag: bool) -> Result<bool, Question> {
+    let obs = c.obs;
+    let pg = &obs.postgres;
+    let cfg = &obs.config;
+    if !pg.is_running() {
+        return Ok(false);
+    }
+    let mine = pg.wal_position;
+    let optime = c.cluster.status.optime;
+    if check_lag && optime > mine && optime - mine > cfg.maximum_lag_on_failover {
+        return Ok(false);
+    }
+    if cfg.check_timeline && !cfg.is_standby_cluster() && pg.timeline < c.cluster.timeline() {
+        return Ok(false);
+    }
+    let sync = &c.cluster.sync;
+    let sync_active = c.sync_active();
+    let quorum = sync_active && cfg.quorum_mode();
+    let my_priority = obs.me.tags.failover_priority();
+    let mut votes: i64 = if sync.matches(c.me(), true) { 0 } else { -1 };
+    let mut ahead = 0;
+    for p in peers(c)? {
+        if Some(p.name.as_str()) == exclude || !p.reachable || p.nofailover || p.watchdog_failed {
+            continue;
+        }
+        if sync_active && !sync.matches(&p.name, true) {
+            continue;
+        }
+        if p.running && !p.in_recovery {
+            return Ok(false);
+        }
+        let former_leader = sync_active && sync.leader_matches(&p.name);
+        if p.wal_position > mine {
+            if former_leader {
+                ahead += 1;
+                continue;
+            }
+            return Ok(false);
+        }
+        let voter = !quorum || sync.matches(&p.name, true);
+        if p.wal_position == mine && p.failover_priority > my_priority && voter && !former_leader {
+            return Ok(false);
+        }
+        if quorum && p.running && p.wal_position > 0 {
+            votes += 1;
+        }
+    }
+    if quorum {
+        let quorum_size = i64::from(sync.quorum);
+        return Ok(votes >= quorum_size || (sync.leader_matches(c.me()) && ahead == 0));
+    }
+    Ok(true)
+}
+
+/// Patroni's `is_failover_possible`: is some other member fit to take over?
+/// `cluster_lsn`: the position it must have reached (a shutdown checkpoint).
+pub(crate) fn failover_possible(
+    c: &Cycle<'_>,
+    cluster_lsn: Option<u64>,
+    exclude_candidate: bool,
+) -> Result<bool, Question> {
+    let obs = c.obs;
+    let cfg = &obs.config;
+    let failover = c.cluster.failover.as_ref().filter(|f| f.is_set());
+    let candidate = failover
+        .and_then(|f| f.candidate.as_deref())
+        .filter(|_| !exclude_candidate);
+    let without_leader = failover.is_some_and(|f| f.leader.is_none());
+    let sync = &c.cluster.sync;
+    let eligible: Vec<&str> = c
+        .cluster
+        .members
+        .iter()
+        .filter(|m| m.name != c.me() && m.data.api_url.is_some())
+        .filter(|m| !tags_of(m).nofailover())
+        .filter(|m| !c.sync_active() || without_leader || sync.matches(&m.name, false))
+        .filter(|m| candidate.is_none_or(|cand| cand == m.name))
+        .map(|m| m.name.as_str())
+        .collect();
+    if eligible.is_empty() {
+        return Ok(false);
+    }
+    let optime = c.cluster.status.optime;
+    let timeline = c.cluster.timeline();
+    let healthy = peers(c)?
+        .iter()
+        .filter(|p| eligible.contains(&p.name.as_str()))
+        .filter(|p| p.reachable && p.running && !p.nofailover && !p.watchdog_failed)
+        .filter(|p| match cluster_lsn {
+            Some(lsn) => p.wal_position >= lsn,
+            None => optime <= p.wal_position || optime - p.wal_position <= cfg.maximum_lag_on_failover,
+        })
+        .filter(|p| !cfg.check_timeline || p.timeline >= timeline)
+        .count();
+    if c.sync_active() && cfg.quorum_mode() && candidate.is_none() {
+        return Ok(healthy as i64 - 1 >= i64::from(sync.quorum));
+    }
+    Ok(healthy > 0)
+}
