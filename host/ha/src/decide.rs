@@ -111,11 +111,10 @@ impl<'a> Cycle<'a> {
         let mut leader = cluster.leader_name();
         if leader.is_none() && obs.config.failsafe_mode {
             let ttl = chrono::Duration::seconds(obs.config.ttl.into());
-            if let Some(fs) = &obs.memory.failsafe_leader {
-                if obs.now - fs.at <= ttl && fs.name != obs.me.name {
+            if let Some(fs) = &obs.memory.failsafe_leader
+                && obs.now - fs.at <= ttl && fs.name != obs.me.name {
                     leader = Some(fs.name.as_str());
                 }
-            }
         }
         Self {
             obs,
@@ -166,13 +165,12 @@ impl<'a> Cycle<'a> {
 
         // §4.2 steps 4-5: the lock holder repairs `initialize` and `config`.
         if self.i_hold() && !obs.memory.bootstrapped {
-            if let Some(sysid) = pg.sysid() {
-                if !self.cluster.has_valid_sysid() {
+            if let Some(sysid) = pg.sysid()
+                && !self.cluster.has_valid_sysid() {
                     self.prelude.push(Action::WriteInitialize {
                         sysid: sysid.to_owned(),
                     });
                 }
-            }
             if !self.cluster.config.as_ref().is_some_and(|c| c.is_usable()) {
                 self.prelude.push(Action::WriteConfig);
             }
@@ -203,10 +201,10 @@ impl<'a> Cycle<'a> {
         // Step 9: the last cycle started PostgreSQL; did it come up?
         if obs.memory.just_started && pg.is_stopped() {
             if self.i_hold() {
-                return Ok(
-                    Plan::new("removed leader key after trying and failing to start postgres")
-                        .with(Action::ReleaseLock),
-                );
+                return Ok(Plan::new(
+                    "removed leader key after trying and failing to start postgres",
+                )
+                .with(Action::ReleaseLock));
             }
             return Ok(Plan::new("failed to start postgres"));
         }
@@ -214,15 +212,14 @@ impl<'a> Cycle<'a> {
         match &pg.data_dir {
             DataDir::Empty | DataDir::Inaccessible(_) => return self.no_data_directory(),
             DataDir::Initialized { sysid } => {
-                if let Some(theirs) = &self.cluster.initialize {
-                    if self.cluster.has_valid_sysid() && theirs != sysid {
+                if let Some(theirs) = &self.cluster.initialize
+                    && self.cluster.has_valid_sysid() && theirs != sysid {
                         return Ok(Plan::new(format!(
                             "system ID mismatch: the data directory belongs to system {sysid}, \
                              the cluster in the DCS to {theirs}; not managing PostgreSQL until \
                              this is fixed"
                         )));
                     }
-                }
             }
         }
         // Step 11: PostgreSQL is not running.
@@ -262,9 +259,9 @@ impl<'a> Cycle<'a> {
         }
         plan = plan.with(Action::TakeLock);
         if self.obs.config.sync_mode() {
-            plan = plan.with(Action::SetSynchronousStandbyNames(
-                sync::empty_names(&self.obs.config),
-            ));
+            plan = plan.with(Action::SetSynchronousStandbyNames(sync::empty_names(
+                &self.obs.config,
+            )));
         }
         plan.with(Action::UpdateHistory)
     }
@@ -281,9 +278,8 @@ impl<'a> Cycle<'a> {
             _ => "empty",
         };
         if self.i_hold() {
-            plan.message = format!(
-                "released leader key voluntarily as data dir {what} and currently leader"
-            );
+            plan.message =
+                format!("released leader key voluntarily as data dir {what} and currently leader");
             return Ok(plan.with(Action::ReleaseLock));
         }
         if let DataDir::Inaccessible(error) = &pg.data_dir {
@@ -332,9 +328,7 @@ impl<'a> Cycle<'a> {
                     Plan::new("trying to bootstrap a new cluster").with(Action::Bootstrap)
                 }
                 Some(Ok(false)) => Plan::new("failed to acquire initialize lock"),
-                Some(Err(e)) => {
-                    Plan::new(format!("DCS is not accessible: {e}")).unpublished()
-                }
+                Some(Err(e)) => Plan::new(format!("DCS is not accessible: {e}")).unpublished(),
             });
         }
         if obs.me.can_clone_without_leader && cluster.initialize.as_deref() != Some("") {
@@ -350,8 +344,10 @@ impl<'a> Cycle<'a> {
         let pg = &obs.postgres;
         if self.paused() {
             if self.i_hold() {
-                return Ok(Plan::new("removed leader lock because postgres is not running")
-                    .with(Action::ReleaseLock));
+                return Ok(
+                    Plan::new("removed leader lock because postgres is not running")
+                        .with(Action::ReleaseLock),
+                );
             }
             return Ok(Plan::new("postgres is not running"));
         }
@@ -422,11 +418,11 @@ impl<'a> Cycle<'a> {
                 "pg_rewind failed earlier; not starting PostgreSQL as a replica until the node \
                  is reinitialized (keelctl reinit)",
             ),
-            _ if me.use_pg_rewind => Plan::new(format!("running pg_rewind from {leader}")).with(
-                Action::Rewind {
+            _ if me.use_pg_rewind => {
+                Plan::new(format!("running pg_rewind from {leader}")).with(Action::Rewind {
                     source: leader.to_owned(),
-                },
-            ),
+                })
+            }
             _ if me.remove_data_directory_on_diverged_timelines => {
                 Plan::new("reinitializing due to diverged timelines").with(Action::Reinitialize {
                     source: leader.to_owned(),
@@ -445,11 +441,10 @@ impl<'a> Cycle<'a> {
         if me.tags.nostream() {
             return None;
         }
-        if let Some(from) = me.tags.replicatefrom() {
-            if from != me.name && self.cluster.member(from).is_some() {
+        if let Some(from) = me.tags.replicatefrom()
+            && from != me.name && self.cluster.member(from).is_some() {
                 return Some(from.to_owned());
             }
-        }
         self.leader.filter(|l| *l != me.name).map(str::to_owned)
     }
 
@@ -473,18 +468,20 @@ impl<'a> Cycle<'a> {
     fn lost_lock_during(&self, action: RunningAction) -> Step {
         let label = action.label();
         if action == RunningAction::Promote {
-            return Ok(Plan::new("lost leader before promote").with(Action::Demote {
-                mode: DemoteMode::ImmediateNoLock,
-                upstream: self.follow_target(),
-            }));
-        }
-        if self.acts_as_primary() && action != RunningAction::Demote {
             return Ok(
-                Plan::new(format!("lost leader lock during {label}")).with(Action::Demote {
+                Plan::new("lost leader before promote").with(Action::Demote {
                     mode: DemoteMode::ImmediateNoLock,
                     upstream: self.follow_target(),
                 }),
             );
+        }
+        if self.acts_as_primary() && action != RunningAction::Demote {
+            return Ok(Plan::new(format!("lost leader lock during {label}")).with(
+                Action::Demote {
+                    mode: DemoteMode::ImmediateNoLock,
+                    upstream: self.follow_target(),
+                },
+            ));
         }
         Ok(Plan::new(format!("{label} in progress")))
     }
@@ -497,8 +494,7 @@ impl<'a> Cycle<'a> {
             match obs.answers.acquire.clone() {
                 None => return Err(Question::AcquireLock),
                 Some(LockAnswer::Held) => {
-                    if let Some(failover) = self.cluster.failover.as_ref().filter(|f| f.is_set())
-                    {
+                    if let Some(failover) = self.cluster.failover.as_ref().filter(|f| f.is_set()) {
                         match (&failover.leader, &failover.candidate) {
                             (Some(_), Some(candidate)) if self.paused() => {
                                 plan = plan.with(Action::RewriteFailover {
@@ -514,7 +510,9 @@ impl<'a> Cycle<'a> {
                     let next = if self.acts_as_primary() {
                         self.enforce_primary_role("acquired session lock as a leader")
                     } else {
-                        self.enforce_primary_role("promoted self to leader by acquiring session lock")
+                        self.enforce_primary_role(
+                            "promoted self to leader by acquiring session lock",
+                        )
                     };
                     return Ok(plan.then(next.actions).message_from(next.message));
                 }
@@ -536,7 +534,13 @@ impl<'a> Cycle<'a> {
         }
         let failover_requested = self.cluster.failover.as_ref().is_some_and(|f| f.is_set());
         if (obs.me.nofailover() && !self.paused())
-            || failover_requested && self.cluster.failover.as_ref().and_then(|f| f.candidate.as_ref()).is_some()
+            || failover_requested
+                && self
+                    .cluster
+                    .failover
+                    .as_ref()
+                    .and_then(|f| f.candidate.as_ref())
+                    .is_some()
         {
             plan = plan.with(Action::TriggerRewindCheck);
         }
@@ -568,10 +572,10 @@ impl<'a> Cycle<'a> {
                 if candidate == Some(self.me()) {
                     return Ok(Plan::new("waiting to become primary after promote..."));
                 }
-                return Ok(
-                    Plan::new("removed leader lock because postgres is not running as primary")
-                        .with(Action::ReleaseLock),
-                );
+                return Ok(Plan::new(
+                    "removed leader lock because postgres is not running as primary",
+                )
+                .with(Action::ReleaseLock));
             }
             return match self.refresh()? {
                 LockAnswer::Held => {
@@ -628,14 +632,13 @@ impl<'a> Cycle<'a> {
             if self.paused() {
                 return Ok(Plan::new("continue to run as primary without lock"));
             }
-            return Ok(
-                Plan::new("demoting self because I do not have the lock and I was a leader").with(
-                    Action::Demote {
-                        mode: DemoteMode::ImmediateNoLock,
-                        upstream: self.follow_target(),
-                    },
-                ),
-            );
+            return Ok(Plan::new(
+                "demoting self because I do not have the lock and I was a leader",
+            )
+            .with(Action::Demote {
+                mode: DemoteMode::ImmediateNoLock,
+                upstream: self.follow_target(),
+            }));
         }
         Ok(self.follow(leader))
     }
@@ -643,7 +646,10 @@ impl<'a> Cycle<'a> {
     /// §4.4.1 for a replica.
     fn follow(&self, leader: &str) -> Plan {
         let pg = &self.obs.postgres;
-        if matches!(pg.divergence, Divergence::Diverged | Divergence::RewindFailed) {
+        if matches!(
+            pg.divergence,
+            Divergence::Diverged | Divergence::RewindFailed
+        ) {
             return self.repair_divergence(leader);
         }
         let upstream = self.follow_target();
@@ -670,12 +676,11 @@ impl<'a> Cycle<'a> {
             }
             return plan;
         }
-        if let Some(at) = obs.memory.pre_promote_failed_at {
-            if obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
+        if let Some(at) = obs.memory.pre_promote_failed_at
+            && obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
                 return Plan::new("Promotion cancelled because the pre-promote script failed")
                     .with(Action::ReleaseLock);
             }
-        }
         Plan::new(message)
             .then(sync::before_promote(self))
             .with(Action::Promote)

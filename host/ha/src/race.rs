@@ -20,13 +20,12 @@ fn peer_requests(c: &Cycle<'_>) -> Vec<PeerRequest> {
             urls.insert(m.name.clone(), url.clone());
         }
     }
-    if c.obs.config.failsafe_mode {
-        if let Some(fs) = &c.cluster.failsafe {
+    if c.obs.config.failsafe_mode
+        && let Some(fs) = &c.cluster.failsafe {
             for (name, url) in &fs.members {
                 urls.insert(name.clone(), url.clone());
             }
         }
-    }
     for m in &c.cluster.members {
         if let Some(url) = &m.data.api_url {
             urls.insert(m.name.clone(), url.clone());
@@ -57,22 +56,20 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
     let pg = &obs.postgres;
     let me = c.me();
     let mut plan = Plan::new("");
-    if let Some(at) = obs.memory.pre_promote_failed_at {
-        if obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
+    if let Some(at) = obs.memory.pre_promote_failed_at
+        && obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
             return Ok((false, plan));
         }
-    }
     let failover = c.cluster.failover.as_ref().filter(|f| f.is_set());
 
-    if c.paused() && !obs.me.nofailover() {
-        if let Some(f) = failover.filter(|f| f.scheduled_at.is_none()) {
+    if c.paused() && !obs.me.nofailover()
+        && let Some(f) = failover.filter(|f| f.scheduled_at.is_none()) {
             match manual_failover_no_leader(c, f)? {
                 Verdict::Yes => return Ok((true, plan)),
                 Verdict::No => return Ok((false, plan)),
                 Verdict::Continue(actions) => plan = plan.then(actions),
             }
         }
-    }
     if c.acts_as_primary() {
         let healthy = if c.paused() {
             match c.cluster.initialize.as_deref() {
@@ -94,13 +91,11 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
         }
         return Ok((manual_failover_no_leader(c, f)? == Verdict::Yes, plan));
     }
-    if obs.config.failsafe_mode {
-        if let Some(fs) = &c.cluster.failsafe {
-            if !fs.members.is_empty() && !fs.members.contains_key(me) {
+    if obs.config.failsafe_mode
+        && let Some(fs) = &c.cluster.failsafe
+            && !fs.members.is_empty() && !fs.members.contains_key(me) {
                 return Ok((false, plan));
             }
-        }
-    }
     if c.sync_active() && !obs.config.quorum_mode() && !in_sync {
         return Ok((false, plan));
     }
@@ -161,7 +156,11 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
 
 /// Patroni's `_is_healthiest_node`: compare this node with every peer that
 /// answered (except `exclude`).
-fn healthiest_among(c: &Cycle<'_>, exclude: Option<&str>, check_lag: bool) -> Result<bool, Question> {
+fn healthiest_among(
+    c: &Cycle<'_>,
+    exclude: Option<&str>,
+    check_lag: bool,
+) -> Result<bool, Question> {
     let obs = c.obs;
     let pg = &obs.postgres;
     let cfg = &obs.config;
@@ -251,12 +250,14 @@ pub(crate) fn failover_possible(
         .filter(|p| p.reachable && p.running && !p.nofailover && !p.watchdog_failed)
         .filter(|p| match cluster_lsn {
             Some(lsn) => p.wal_position >= lsn,
-            None => optime <= p.wal_position || optime - p.wal_position <= cfg.maximum_lag_on_failover,
+            None => {
+                optime <= p.wal_position || optime - p.wal_position <= cfg.maximum_lag_on_failover
+            }
         })
         .filter(|p| !cfg.check_timeline || p.timeline >= timeline)
         .count();
     if c.sync_active() && cfg.quorum_mode() && candidate.is_none() {
-        return Ok(healthy as i64 - 1 >= i64::from(sync.quorum));
+        return Ok(healthy as i64 > i64::from(sync.quorum));
     }
     Ok(healthy > 0)
 }
