@@ -1,12 +1,14 @@
 //! `keel:host/etcd` against a real etcd: a DCS plugin's keys, transactions and
-//! watches land in etcd; an outage is `unavailable`, never a conflict.
+//! watches land in etcd; an outage is `unavailable`, never a conflict; TLS with
+//! client certificates works, and a wrong CA or certificate file is a clear error.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keel_dcs::{DcsBackend, DcsError, LoadScope, Settings, ValueKey};
 use keel_runtime::capabilities::EtcdGrant;
 use keel_runtime::{DcsPlugin, Grants, LoadedPlugin, PluginLimits};
+use keel_testkit::TestPki;
 use keel_testkit::etcd::TempEtcd;
 use keel_tests::{PluginDir, components as c};
 
@@ -230,4 +232,134 @@ async fn credentials_from_the_section_authenticate() {
         }
         other => panic!("expected a permission error, got {other:?}"),
     }
+}
+
+/// The `etcd3:` section for a TLS etcd: its https URL, `cacert` and, when
+/// `client` is set, the client certificate and key of `etcd`'s own CA.
+fn tls_section(etcd: &TempEtcd, cacert: &std::path::Path, client: bool) -> serde_json::Value {
+    let pki = etcd.pki().unwrap();
+    let mut section = serde_json::json!({ "url": etcd.url(), "cacert": cacert });
+    if client {
+        section["cert"] = serde_json::json!(pki.client_cert());
+        section["key"] = serde_json::json!(pki.client_key());
+    }
+    section
+}
+
+/// The etcd plugin, configured as `member` with a 2 s retry budget, with the
+/// grant of `section` (2 s request timeout).
+async fn etcd_plugin(dir: &PluginDir, section: &serde_json::Value, member: &str) -> DcsPlugin {
+    let grant = EtcdGrant::from_section("etcd3", section, Duration::from_secs(2))
+        .unwrap()
+        .unwrap();
+    assert!(grant.uses_tls());
+    let loaded = LoadedPlugin::load(&runtime_for(dir), &dir.path().join("etcd.wasm"))
+        .await
+        .unwrap();
+    let plugin = loaded
+        .dcs(
+            Grants {
+                etcd: Some(Arc::new(grant)),
+                ..Grants::default()
+            },
+            PluginLimits::default(),
+        )
+        .unwrap();
+    let settings = Settings {
+        retry_timeout: 2,
+        ..Settings::new("tls", member)
+    };
+    plugin.configure(settings).await.unwrap();
+    plugin
+}
+
+/// `plugin.load` fails as unavailable within the retry budget (plus one request
+/// timeout and slack), with a reason that contains `needle` (any case).
+async fn assert_prompt_unavailable(plugin: &DcsPlugin, needle: &str) {
+    let started = Instant::now();
+    let result = plugin.load(LoadScope::OwnGroup).await;
+    let elapsed = started.elapsed();
+    match result {
+        Err(DcsError::Unavailable { reason }) => {
+            assert!(reason.to_lowercase().contains(needle), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_etcd_plugin_works_over_tls_with_a_client_certificate() {
+    keel_testkit::unprivileged_test!();
+    let Some(etcd) = TempEtcd::start_tls() else {
+        return;
+    };
+    let dir = PluginDir::with(&[c::ETCD]).unwrap();
+    let ca = etcd.pki().unwrap().ca();
+    let pg1 = etcd_plugin(&dir, &tls_section(&etcd, &ca, true), "pg1").await;
+    // `hosts` with `protocol: https` reach the same etcd.
+    let mut by_host = tls_section(&etcd, &ca, true);
+    by_host["url"] = serde_json::Value::Null;
+    by_host["hosts"] = serde_json::json!([etcd.endpoint()]);
+    by_host["protocol"] = serde_json::json!("https");
+    let pg2 = etcd_plugin(&dir, &by_host, "pg2").await;
+
+    assert!(
+        pg1.touch_member(r#"{"role":"primary"}"#.into())
+            .await
+            .unwrap()
+    );
+    assert!(pg1.attempt_to_acquire_leader().await.unwrap());
+    assert!(!pg2.attempt_to_acquire_leader().await.unwrap());
+    let groups = pg2.load(LoadScope::OwnGroup).await.unwrap();
+    let keys: Vec<(&str, &str)> = groups[0]
+        .entries
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("leader", "pg1"), ("members/pg1", r#"{"role":"primary"}"#)]
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_ca_is_a_prompt_unavailable_naming_the_certificate() {
+    keel_testkit::unprivileged_test!();
+    let Some(etcd) = TempEtcd::start_tls() else {
+        return;
+    };
+    let Some(other) = TestPki::generate() else {
+        return;
+    };
+    let dir = PluginDir::with(&[c::ETCD]).unwrap();
+    let plugin = etcd_plugin(&dir, &tls_section(&etcd, &other.ca(), true), "pg1").await;
+    assert_prompt_unavailable(&plugin, "invalid peer certificate").await;
+}
+
+#[tokio::test]
+async fn etcd_requiring_client_certificates_refuses_a_client_without_one() {
+    keel_testkit::unprivileged_test!();
+    let Some(etcd) = TempEtcd::start_tls() else {
+        return;
+    };
+    let dir = PluginDir::with(&[c::ETCD]).unwrap();
+    let ca = etcd.pki().unwrap().ca();
+    let plugin = etcd_plugin(&dir, &tls_section(&etcd, &ca, false), "pg1").await;
+    // TLS 1.3: the server's verdict on the (absent) client certificate comes
+    // after the client's handshake, as an alert or just a closed connection.
+    assert_prompt_unavailable(&plugin, "").await;
+}
+
+#[test]
+fn a_missing_certificate_file_is_named_at_start() {
+    let missing = "/nonexistent/keel/client.crt";
+    let section = serde_json::json!({
+        "hosts": "127.0.0.1:2379",
+        "protocol": "https",
+        "cert": missing,
+        "key": "/nonexistent/keel/client.key",
+    });
+    let err = EtcdGrant::from_section("etcd3", &section, Duration::from_secs(2)).unwrap_err();
+    assert!(err.contains("etcd3.cert") && err.contains(missing), "{err}");
 }

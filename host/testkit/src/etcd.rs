@@ -6,6 +6,10 @@
 //! brings it back on the same ports and data. The process is killed when the value is dropped.
 //! Health is probed with a minimal HTTP/1.0 request over a plain TCP socket so that this crate
 //! stays free of gRPC and HTTP client dependencies.
+//!
+//! [`TempEtcd::start_tls`] serves clients over TLS only, with certificates from a fresh
+//! [`TestPki`], and requires a client certificate signed by that CA (`--client-cert-auth`). Its
+//! health is probed with `etcdctl endpoint health` and the test client certificate.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::free_port;
+use crate::tls::TestPki;
 
 /// The longest [`TempEtcd::start`] and [`TempEtcd::restart`] wait for `/health`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +35,7 @@ pub struct TempEtcd {
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<TestPki>,
     child: Option<Child>,
 }
 
@@ -41,6 +47,37 @@ impl TempEtcd {
     /// When the binary is missing (with the install command), or etcd does not become healthy
     /// within [`READY_TIMEOUT`] (with the tail of its log).
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts etcd serving clients over TLS only, with a fresh [`TestPki`]: its server
+    /// certificate, and client certificates required and checked against its CA (see
+    /// [`TempEtcd::pki`]). Returns `None` only when etcd, etcdctl or openssl is missing and
+    /// `KEEL_SKIP_E2E=1`.
+    ///
+    /// # Panics
+    /// As [`TempEtcd::start`]; also when `etcdctl` or `openssl` is missing.
+    pub fn start_tls() -> Option<Self> {
+        if Command::new("etcdctl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            if crate::skip_e2e() {
+                crate::print_skip("etcdctl binary not found");
+                return None;
+            }
+            panic!(
+                "etcdctl not found: install it with `apt-get install -y etcd-client`; set \
+                 KEEL_SKIP_E2E=1 to skip end-to-end tests instead."
+            );
+        }
+        Self::start_with(Some(TestPki::generate()?))
+    }
+
+    fn start_with(tls: Option<TestPki>) -> Option<Self> {
         let bin = std::env::var_os("KEEL_ETCD_BIN")
             .map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
         if !bin.is_file() {
@@ -63,6 +100,7 @@ impl TempEtcd {
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
             child: None,
         };
         etcd.spawn();
@@ -74,9 +112,17 @@ impl TempEtcd {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` when started with
+    /// [`TempEtcd::start_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.endpoint())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.endpoint())
+    }
+
+    /// The CA and certificates when started with [`TempEtcd::start_tls`]: clients trust
+    /// [`TestPki::ca`] and authenticate with [`TestPki::client_cert`] and [`TestPki::client_key`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.tls.as_ref()
     }
 
     /// True while the process runs.
@@ -127,7 +173,7 @@ impl TempEtcd {
     }
 
     fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = File::options()
             .create(true)
@@ -148,6 +194,14 @@ impl TempEtcd {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=keel-test={peer}"))
+            .args(self.tls.as_ref().map_or_else(Vec::new, |pki| {
+                vec![
+                    format!("--cert-file={}", pki.server_cert().display()),
+                    format!("--key-file={}", pki.server_key().display()),
+                    format!("--trusted-ca-file={}", pki.ca().display()),
+                    "--client-cert-auth".to_owned(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -164,7 +218,11 @@ impl TempEtcd {
             if !self.is_running() {
                 panic!("etcd exited during start-up; log:\n{}", self.log_tail());
             }
-            if health(addr) {
+            let healthy = match &self.tls {
+                None => health(addr),
+                Some(pki) => tls_health(&self.url(), pki),
+            };
+            if healthy {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -204,4 +262,25 @@ fn health(addr: SocketAddr) -> bool {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.starts_with("HTTP/1.") && response.contains("\"health\":\"true\"")
+}
+
+/// One bounded `etcdctl endpoint health` over TLS with the test client certificate.
+fn tls_health(url: &str, pki: &TestPki) -> bool {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={url}"))
+        .arg(format!("--cacert={}", pki.ca().display()))
+        .arg(format!("--cert={}", pki.client_cert().display()))
+        .arg(format!("--key={}", pki.client_key().display()))
+        .args([
+            "--dial-timeout=500ms",
+            "--command-timeout=1s",
+            "endpoint",
+            "health",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -15,11 +15,13 @@
 pub mod etcd;
 pub mod net;
 pub mod pg;
+pub mod tls;
 pub mod unprivileged;
 
 pub use etcd::TempEtcd;
 pub use net::free_port;
 pub use pg::{PgBinaries, PgLayout, StopPostgresOnDrop};
+pub use tls::TestPki;
 
 /// True when `KEEL_SKIP_E2E=1`: a missing external binary then skips a test loudly instead of
 /// failing it.

@@ -1,9 +1,11 @@
 //! `keel:host/etcd`: a typed etcd v3 client over `etcd-client`.
 //!
-//! The grant (endpoints, credentials, request timeout) comes from the plugin's
-//! config section; the plugin names keys only. The connection is made lazily on
-//! first use and re-made after a transport failure, so a DCS outage at start-up
-//! is an `unavailable` answer, not a load failure.
+//! The grant (endpoints, credentials, TLS, request timeout) comes from the
+//! plugin's config section; the plugin names keys only. The connection is made
+//! lazily on first use and re-made after a transport failure, so a DCS outage
+//! at start-up is an `unavailable` answer, not a load failure. A connection
+//! that TLS refuses (wrong CA, missing client certificate) is `unavailable` too,
+//! with the TLS reason: to the HA loop it is a store it cannot reach.
 
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use crate::bindings::host::keel::host::etcd::{
 };
 use crate::state::HostState;
 
+mod tls;
+
 /// The longest a single `watch-wait` may block, whatever the plugin asks.
 pub const MAX_WATCH_WAIT: Duration = Duration::from_secs(60);
 
@@ -23,6 +27,7 @@ pub const MAX_WATCH_WAIT: Duration = Duration::from_secs(60);
 pub struct EtcdGrant {
     endpoints: Vec<String>,
     credentials: Option<(String, String)>,
+    tls: Option<ec::TlsOptions>,
     request_timeout: Duration,
     client: Mutex<Option<ec::Client>>,
 }
@@ -32,6 +37,7 @@ impl std::fmt::Debug for EtcdGrant {
         f.debug_struct("EtcdGrant")
             .field("endpoints", &self.endpoints)
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("tls", &self.tls.is_some())
             .field("request_timeout", &self.request_timeout)
             .finish()
     }
@@ -47,15 +53,19 @@ impl EtcdGrant {
         Self {
             endpoints,
             credentials,
+            tls: None,
             request_timeout,
             client: Mutex::new(None),
         }
     }
 
     /// Build the grant from a Patroni-style `etcd3:` (or `etcd:`) config section:
-    /// the endpoints of [`super::section_endpoints`] plus `username`/`user` and
-    /// `password`. `Ok(None)` when the section names no endpoint at all (a
-    /// backend of another kind). Errors name the key.
+    /// the endpoints of [`super::section_endpoints`], `username`/`user` and
+    /// `password`, and TLS: `protocol: https` or an https `url`, `cacert` (the CA
+    /// bundle that signed etcd's certificate; the system store when absent),
+    /// `cert` and `key` (a client certificate and its unencrypted key). The PEM
+    /// files are read here. `Ok(None)` when the section names no endpoint at all
+    /// (a backend of another kind). Errors name the key.
     pub fn from_section(
         section_name: &str,
         section: &serde_json::Value,
@@ -63,23 +73,32 @@ impl EtcdGrant {
     ) -> Result<Option<Self>, String> {
         let key = |k: &str| format!("{section_name}.{k}");
         let text = |k: &str| super::section_text(section_name, section, k);
-        if text("protocol")?.as_deref() == Some("https") {
-            return Err(format!(
-                "{}: TLS to etcd is not supported by this Keel build yet",
-                key("protocol")
-            ));
-        }
-        for tls in ["cacert", "cert", "key"] {
-            if text(tls)?.is_some() {
-                return Err(format!(
-                    "{}: TLS to etcd is not supported by this Keel build yet",
-                    key(tls)
-                ));
+        let mut tls = tls::from_section(section_name, section, request_timeout)?;
+        let endpoints = match (&tls, section.as_object()) {
+            // TLS keys without a protocol: hosts are https.
+            (Some(_), Some(map)) if text("protocol")?.is_none() => {
+                let mut map = map.clone();
+                map.insert("protocol".into(), "https".into());
+                super::section_endpoints(section_name, &map.into(), 2379)?
             }
-        }
-        let endpoints = super::section_endpoints(section_name, section, 2379)?;
+            _ => super::section_endpoints(section_name, section, 2379)?,
+        };
         if endpoints.is_empty() {
             return Ok(None);
+        }
+        let is_https = |e: &String| e.starts_with("https://");
+        if tls.is_none() && endpoints.iter().any(is_https) {
+            tls = Some(tls::system_roots(section_name, request_timeout)?);
+        }
+        let plain = endpoints.iter().find(|e| !is_https(e));
+        if let (Some(plain), Some(_)) = (plain, &tls) {
+            return Err(format!(
+                "{}: {plain} is plain http, but TLS is configured; every etcd endpoint must be \
+                 https (check {} and {})",
+                key("url"),
+                key("protocol"),
+                key("url")
+            ));
         }
         let user = match text("username")? {
             Some(user) => Some(user),
@@ -95,7 +114,15 @@ impl EtcdGrant {
                 return Err(format!("{}: a password needs a username", key("username")));
             }
         };
-        Ok(Some(Self::new(endpoints, credentials, request_timeout)))
+        Ok(Some(Self {
+            tls,
+            ..Self::new(endpoints, credentials, request_timeout)
+        }))
+    }
+
+    /// True when the grant talks TLS to etcd.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The endpoints granted.
@@ -114,6 +141,9 @@ impl EtcdGrant {
             .with_keep_alive(Duration::from_secs(5), self.request_timeout);
         if let Some((user, password)) = &self.credentials {
             options = options.with_user(user.clone(), password.clone());
+        }
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.clone());
         }
         let connect = ec::Client::connect(&self.endpoints, Some(options));
         let client = tokio::time::timeout(self.request_timeout, connect)
@@ -157,7 +187,19 @@ fn map_error(error: ec::Error) -> EtcdError {
     use tonic_code::*;
     match error {
         ec::Error::GRpcStatus(status) => {
-            let message = status.message().to_owned();
+            let mut message = status.message().to_owned();
+            // A status made from a failed connection (a TLS alert, a reset)
+            // carries the transport error: the store is unreachable, and the
+            // innermost cause says why.
+            if let Some(transport) = std::error::Error::source(&status)
+                .filter(|source| source.is::<tonic::transport::Error>())
+            {
+                let cause = innermost(transport).to_string();
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+                return EtcdError::Unavailable(message);
+            }
             match status.code() {
                 UNAVAILABLE | DEADLINE_EXCEEDED | CANCELLED | ABORTED => {
                     EtcdError::Unavailable(message)
@@ -183,6 +225,17 @@ fn map_error(error: ec::Error) -> EtcdError {
         ec::Error::IoError(e) => EtcdError::Unavailable(format!("io: {e}")),
         other => EtcdError::Rejected(other.to_string()),
     }
+}
+
+/// The last of an error's sources (the error itself when it has none).
+fn innermost<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> &'e (dyn std::error::Error + 'static) {
+    let mut error = error;
+    while let Some(source) = error.source() {
+        error = source;
+    }
+    error
 }
 
 /// The gRPC codes the mapping distinguishes.
@@ -511,8 +564,7 @@ mod tests {
         for (section, needle) in [
             (json!({"hosts": 5}), "etcd3.hosts"),
             (json!({"hosts": ["http://a:1"]}), "etcd3.hosts"),
-            (json!({"host": "a", "protocol": "https"}), "etcd3.protocol"),
-            (json!({"host": "a", "cacert": "/x"}), "etcd3.cacert"),
+            (json!({"host": "a", "protocol": "ftp"}), "etcd3.protocol"),
             (json!({"host": "a", "username": "u"}), "etcd3.password"),
             (json!({"url": "ftp://a"}), "etcd3.url"),
         ] {
