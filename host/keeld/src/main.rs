@@ -5,6 +5,7 @@
 
 mod check;
 mod grants;
+mod ha;
 mod run;
 mod selection;
 

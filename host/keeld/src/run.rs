@@ -1,12 +1,12 @@
 //! Running the daemon.
 //!
-//! Today this loads the configuration and the plugins, configures them, reports
-//! what was loaded and granted, and keeps the member's DCS session alive until
-//! SIGTERM/SIGINT. The HA loop (issue 5) takes over `serve` as it lands.
+//! Loads the configuration and the plugins, configures them, reports what was
+//! loaded and granted, starts the REST API and hands over to the HA loop.
 
 #![allow(clippy::print_stdout, reason = "start-up summary for the operator")]
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +16,7 @@ use keel_runtime::{PluginCatalog, Runtime, RuntimeOptions};
 
 use crate::selection::{Choice, select};
 
-fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+pub(crate) fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let settings = Settings::load_or_env(config, &Env::from_process()).context("configuration")?;
     settings.log_warnings();
     Ok(settings)
@@ -103,29 +103,90 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         .configure(dcs_settings)
         .await
         .context("configuring the DCS plugin")?;
-    let dcs = Dcs::new(std::sync::Arc::new(backend));
-    serve(&dcs, Duration::from_secs(timeouts.loop_wait.into())).await
+    let dcs = Dcs::new(Arc::new(backend));
+    let (dynamic, dynamic_version) = initial_dynamic_config(&dcs, &settings).await;
+    let pg_settings = crate::ha::pgconf::postgres_settings(&settings, &dynamic)?;
+    let bin = keel_postgres::Binaries::new(crate::ha::pgconf::bin_dir(&settings)?)
+        .await
+        .context("postgresql.bin_dir")?;
+    let pg = Arc::new(keel_postgres::Postgres::new(pg_settings, bin));
+    let shared = Arc::new(Mutex::new(crate::ha::Shared {
+        ttl: dynamic.ttl,
+        failsafe_mode: dynamic.failsafe_mode,
+        paused: dynamic.pause,
+        role: "replica".to_owned(),
+        ..crate::ha::Shared::default()
+    }));
+    let api = crate::ha::ApiNode {
+        shared: Arc::clone(&shared),
+        pg: Arc::clone(&pg),
+        name: settings.name.clone(),
+        scope: settings.scope.clone(),
+        tags: settings.tags.published(),
+    };
+    let listen = &settings.restapi.listen;
+    let host = if listen.host.is_empty() || listen.host == "*" {
+        "0.0.0.0"
+    } else {
+        listen.host.as_str()
+    };
+    let listener = tokio::net::TcpListener::bind((host, listen.port))
+        .await
+        .with_context(|| format!("restapi.listen: cannot listen on {host}:{}", listen.port))?;
+    println!("REST API on http://{host}:{}", listen.port);
+    tokio::spawn(async move {
+        if let Err(e) = keel_api::serve(listener, Arc::new(api)).await {
+            tracing::error!("REST API stopped: {e}");
+        }
+    });
+    let daemon = crate::ha::Daemon {
+        config_path: config.map(Path::to_owned),
+        settings,
+        dynamic,
+        dynamic_version,
+        dcs,
+        pg,
+        memory: keel_ha::Memory::default(),
+        task: None,
+        shared,
+        wake: Arc::new(tokio::sync::Notify::new()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("HTTP client")?,
+        upstream: None,
+        ssn: String::new(),
+        sysid: None,
+        checkpoint_pending: false,
+        role: "replica",
+    };
+    daemon.run().await
 }
 
-/// Until the HA loop lands: read the cluster every `loop_wait` and report it,
-/// until asked to stop.
-async fn serve(dcs: &Dcs, loop_wait: Duration) -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// The dynamic configuration at start-up: the DCS `config` if present, else
+/// `bootstrap.dcs` (Patroni retries the read every 5 s; so do we, bounded by
+/// the operator's patience, logging each failure).
+async fn initial_dynamic_config(
+    dcs: &Dcs,
+    settings: &Settings,
+) -> (keel_config::DynamicConfig, Option<String>) {
     loop {
         match dcs.load().await {
-            Ok(cluster) => tracing::info!(
-                members = cluster.members.len(),
-                leader = cluster.leader_name().unwrap_or("none"),
-                "DCS reachable"
-            ),
-            Err(error) => tracing::warn!("DCS: {error}"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(loop_wait) => {}
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            Ok(cluster) => {
+                if let Some(config) = cluster.config.as_ref().filter(|c| c.is_usable()) {
+                    let (dynamic, warnings) =
+                        keel_config::DynamicConfig::from_json_lenient(&config.raw);
+                    for w in warnings {
+                        tracing::warn!("config: {w}");
+                    }
+                    return (dynamic, config.modify_version.clone());
+                }
+                return (settings.bootstrap.dcs_config.clone(), None);
+            }
+            Err(e) => {
+                tracing::warn!("DCS not reachable at start-up, retrying in 5 s: {e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
         }
     }
-    tracing::info!("stopping");
-    Ok(())
 }

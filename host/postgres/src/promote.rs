@@ -9,6 +9,13 @@ use crate::Postgres;
 use crate::error::{Error, Result, Wait};
 
 impl Postgres {
+    /// Starts PostgreSQL as a primary (no recovery configuration): the lock holder
+    /// restarting after a crash, on the same timeline, without a promotion.
+    pub async fn start_as_primary(&self) -> Result<()> {
+        self.set_recovery(None);
+        self.start().await
+    }
+
     /// Promotes a running replica and waits (bounded by `timeouts.promote`) until a write
     /// succeeds. The recovery configuration is dropped from `postgresql.conf`.
     pub async fn promote(&self) -> Result<()> {

@@ -50,7 +50,8 @@ impl ReplicaMethod {
         }
     }
 
-    fn no_leader(&self) -> bool {
+    /// The method works without a running leader (`no_leader`).
+    pub fn no_leader(&self) -> bool {
         matches!(
             self,
             ReplicaMethod::Command {

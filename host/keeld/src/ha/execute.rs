@@ -1,0 +1,567 @@
+//! Answering `decide`'s questions and carrying out its plans.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use keel_dcs::model::{Failover, Failsafe, HistoryLine, Role, Status, TimelineHistory};
+use keel_dcs::{Cluster, DcsError, MemberData};
+use keel_ha::{Action, DemoteMode, LockAnswer, Observation, PgRole, Plan, Question, RunningAction};
+use keel_postgres::{LeaderInfo, Postgres, RewindOutcome, StopMode, Upstream};
+
+use super::observe::upstream_of;
+use super::{Daemon, Task, TaskOutcome, WIRE_VERSION, peers};
+
+fn lock_answer(result: Result<bool, DcsError>) -> LockAnswer {
+    match result {
+        Ok(true) => LockAnswer::Held,
+        Ok(false) => LockAnswer::NotHeld,
+        Err(e) => LockAnswer::Failed(e.to_string()),
+    }
+}
+
+impl Daemon {
+    /// Answer one question into `obs.answers`.
+    pub(super) async fn answer(&mut self, question: &Question, obs: &mut Observation) {
+        match question {
+            Question::AcquireLock => {
+                let answer = lock_answer(self.dcs.attempt_to_acquire_leader().await);
+                self.note_lock(&answer);
+                obs.answers.acquire = Some(answer);
+            }
+            Question::RefreshLock => {
+                let answer = lock_answer(self.dcs.update_leader().await);
+                self.note_lock(&answer);
+                if answer == LockAnswer::Held {
+                    self.publish_status(obs).await;
+                }
+                obs.answers.refresh = Some(answer);
+            }
+            Question::Initialize => {
+                obs.answers.initialize = Some(
+                    self.dcs
+                        .initialize(true, "")
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            Question::Peers(requests) => {
+                obs.answers.peers = Some(peers::fetch_statuses(&self.http, requests).await);
+            }
+            Question::Failsafe(requests) => {
+                let body = serde_json::json!({
+                    "name": self.settings.name,
+                    "conn_url": self.conn_url(),
+                    "api_url": self.api_url(),
+                });
+                obs.answers.failsafe =
+                    Some(peers::failsafe_round(&self.http, requests, &body).await);
+            }
+        }
+        obs.memory.has_lock = self.memory.has_lock;
+        obs.memory.lock_refreshed_at = self.memory.lock_refreshed_at;
+    }
+
+    fn note_lock(&mut self, answer: &LockAnswer) {
+        match answer {
+            LockAnswer::Held => {
+                self.memory.has_lock = true;
+                self.memory.lock_refreshed_at = Some(Utc::now());
+            }
+            LockAnswer::NotHeld => self.memory.has_lock = false,
+            LockAnswer::Failed(_) => {}
+        }
+    }
+
+    /// The leader's `status` key, written with every refresh.
+    async fn publish_status(&self, obs: &Observation) {
+        if obs.postgres.role != PgRole::Primary || !obs.postgres.is_running() {
+            return;
+        }
+        let retain: Vec<String> = obs
+            .cluster
+            .as_ref()
+            .map(|c| {
+                c.members
+                    .iter()
+                    .filter(|m| m.name != self.settings.name)
+                    .map(|m| keel_postgres::slots::slot_name_from_member_name(&m.name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = Status {
+            optime: obs.postgres.wal_position,
+            slots: None,
+            retain_slots: retain,
+        };
+        if let Err(e) = self.dcs.write_status(&status).await {
+            tracing::warn!("could not publish the leader status: {e}");
+        }
+    }
+
+    pub(super) fn conn_url(&self) -> String {
+        let pg = &self.settings.postgresql;
+        format!(
+            "postgres://{}:{}/{}",
+            pg.connect_address.host, pg.connect_address.port, pg.database
+        )
+    }
+
+    pub(super) fn api_url(&self) -> String {
+        let api = &self.settings.restapi.connect_address;
+        let scheme = if self.settings.restapi.certfile.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{}/patroni", api.host, api.port)
+    }
+
+    /// Carry out a plan, step by step; the first failure ends it.
+    pub(super) async fn carry_out(&mut self, plan: &Plan, obs: &Observation) {
+        let mut sync_version: Option<Option<String>> = None;
+        for action in &plan.actions {
+            if let Err(e) = self.act(action, obs, &mut sync_version).await {
+                tracing::error!("{action:?} failed: {e:#}");
+                return;
+            }
+        }
+    }
+
+    async fn act(
+        &mut self,
+        action: &Action,
+        obs: &Observation,
+        sync_version: &mut Option<Option<String>>,
+    ) -> anyhow::Result<()> {
+        let cluster = obs.cluster.as_ref().ok();
+        match action {
+            Action::WriteInitialize { sysid } => {
+                let absent = cluster.is_none_or(|c| c.initialize.is_none());
+                self.dcs.initialize(absent, sysid).await?;
+            }
+            Action::CancelInitialization => {
+                self.dcs.cancel_initialization().await?;
+            }
+            Action::WriteConfig => {
+                let value = self.dynamic.to_value();
+                let map = value.as_object().cloned().unwrap_or_default();
+                self.dcs.set_config(&map, None).await?;
+            }
+            Action::TakeLock => {
+                anyhow::ensure!(
+                    self.dcs.take_leader().await?,
+                    "the DCS refused the leader key"
+                );
+                self.memory.has_lock = true;
+                self.memory.lock_refreshed_at = Some(Utc::now());
+                self.memory.bootstrapped = false;
+                self.role = "primary";
+            }
+            Action::ReleaseLock => {
+                self.dcs.delete_leader().await?;
+                self.memory.has_lock = false;
+            }
+            Action::ClearFailover { version } => {
+                self.dcs.clear_failover(version.as_deref()).await?;
+            }
+            Action::RewriteFailover { candidate, version } => {
+                let f = Failover {
+                    candidate: Some(candidate.clone()),
+                    ..Failover::default()
+                };
+                self.dcs.set_failover(&f, version.as_deref()).await?;
+            }
+            Action::WriteSync { state, version } => {
+                let version = sync_version.clone().unwrap_or_else(|| version.clone());
+                let written = self.dcs.set_sync_state(state, version.as_deref()).await?;
+                *sync_version = Some(written.version);
+            }
+            Action::DeleteSync { version } => {
+                self.dcs.delete_sync_state(version.as_deref()).await?;
+                self.set_ssn(String::new()).await?;
+            }
+            Action::SetSynchronousStandbyNames(names) => self.set_ssn(names.clone()).await?,
+            Action::UpdateHistory => self.update_history(cluster).await?,
+            Action::WriteFailsafe => {
+                if let Some(c) = cluster {
+                    let members = c
+                        .members
+                        .iter()
+                        .filter_map(|m| Some((m.name.clone(), m.data.api_url.clone()?)))
+                        .collect();
+                    self.dcs.write_failsafe(&Failsafe { members }).await?;
+                }
+            }
+            Action::Checkpoint => {
+                if self.checkpoint_pending {
+                    self.pg.checkpoint().await?;
+                    self.checkpoint_pending = false;
+                }
+            }
+            Action::StopImmediate => {
+                self.pg.stop(StopMode::Immediate).await?;
+            }
+            Action::TriggerRewindCheck => self.memory.rewind_check = true,
+            Action::Follow { upstream } => {
+                let up = self.member_upstream(cluster, upstream.as_deref())?;
+                self.pg.follow(up.as_ref()).await?;
+                self.upstream = upstream.clone();
+                self.role = "replica";
+            }
+            Action::Bootstrap => self.spawn_bootstrap()?,
+            Action::Clone { source } => {
+                let up = self.member_upstream(cluster, source.as_deref())?;
+                let leader = cluster
+                    .and_then(Cluster::leader_name)
+                    .filter(|l| *l != self.settings.name)
+                    .map(str::to_owned);
+                let leader_up = self.member_upstream(cluster, leader.as_deref())?;
+                self.upstream = leader;
+                self.spawn(RunningAction::Clone, move |pg| async move {
+                    pg.create_replica(up.as_ref()).await?;
+                    pg.follow(leader_up.as_ref()).await?;
+                    Ok(TaskOutcome::Started)
+                });
+            }
+            Action::Promote => {
+                self.upstream = None;
+                let pre_promote = self.settings.postgresql.pre_promote.clone();
+                self.spawn(RunningAction::Promote, move |pg| async move {
+                    if let Some(cmd) = pre_promote {
+                        run_hook("pre_promote", &cmd).await?;
+                    }
+                    pg.promote().await?;
+                    Ok(TaskOutcome::Promoted)
+                });
+            }
+            Action::Start {
+                as_primary,
+                upstream,
+            } => {
+                let as_primary = *as_primary;
+                let up = self.member_upstream(cluster, upstream.as_deref())?;
+                self.upstream = upstream.clone();
+                self.role = if as_primary { "primary" } else { "replica" };
+                self.spawn(RunningAction::Start, move |pg| async move {
+                    if as_primary {
+                        pg.start_as_primary().await?;
+                    } else {
+                        pg.follow(up.as_ref()).await?;
+                    }
+                    Ok(TaskOutcome::Started)
+                });
+            }
+            Action::Demote { mode, upstream } => {
+                self.spawn_demote(*mode, upstream.clone(), cluster)?;
+            }
+            Action::Rewind { source } => {
+                let leader = cluster
+                    .and_then(|c| c.leader.as_ref())
+                    .filter(|l| l.name == *source)
+                    .context("the rewind source is no longer the leader")?;
+                let up = leader
+                    .conn_url()
+                    .and_then(upstream_of)
+                    .with_context(|| format!("leader {source} publishes no usable conn_url"))?;
+                let info = LeaderInfo {
+                    upstream: up.clone(),
+                    checkpoint_after_promote: leader.checkpoint_after_promote(),
+                };
+                self.upstream = Some(source.clone());
+                self.spawn(RunningAction::Rewind, move |pg| async move {
+                    match pg.rewind(&info).await? {
+                        RewindOutcome::Rewound => {
+                            pg.follow(Some(&up)).await?;
+                            Ok(TaskOutcome::Repaired)
+                        }
+                        RewindOutcome::DataDirectoryRemoved => Ok(TaskOutcome::Done),
+                    }
+                });
+            }
+            Action::Reinitialize { source } => {
+                let up = self.member_upstream(cluster, Some(source))?;
+                self.sysid = None;
+                self.upstream = Some(source.clone());
+                self.spawn(RunningAction::Reinitialize, move |pg| async move {
+                    pg.stop(StopMode::Immediate).await?;
+                    pg.remove_data_directory()?;
+                    pg.create_replica(up.as_ref()).await?;
+                    pg.follow(up.as_ref()).await?;
+                    Ok(TaskOutcome::Repaired)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream of a member by name (its `conn_url`).
+    fn member_upstream(
+        &self,
+        cluster: Option<&Cluster>,
+        name: Option<&str>,
+    ) -> anyhow::Result<Option<Upstream>> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let url = cluster
+            .and_then(|c| c.member(name))
+            .and_then(|m| m.data.conn_url.clone())
+            .with_context(|| format!("member {name} publishes no conn_url"))?;
+        upstream_of(&url)
+            .map(Some)
+            .with_context(|| format!("member {name}: cannot parse conn_url {url}"))
+    }
+
+    fn spawn<F, Fut>(&mut self, kind: RunningAction, work: F)
+    where
+        F: FnOnce(Arc<Postgres>) -> Fut,
+        Fut: Future<Output = anyhow::Result<TaskOutcome>> + Send + 'static,
+    {
+        let handle = tokio::spawn(work(Arc::clone(&self.pg)));
+        self.task = Some(Task { kind, handle });
+    }
+
+    fn spawn_bootstrap(&mut self) -> anyhow::Result<()> {
+        let method = super::pgconf::bootstrap_method(&self.settings)?;
+        let post = self.settings.bootstrap.post_bootstrap.clone();
+        let dsn = format!(
+            "host={} port={} user={} dbname=postgres",
+            self.pg.settings().socket_dir.display(),
+            self.pg.settings().port,
+            self.pg.settings().superuser.username
+        );
+        self.spawn(RunningAction::Bootstrap, move |pg| async move {
+            pg.bootstrap(&method, false).await?;
+            if let Some(cmd) = post {
+                run_hook("bootstrap.post_bootstrap", &format!("{cmd} '{dsn}'")).await?;
+            }
+            Ok(TaskOutcome::Bootstrapped)
+        });
+        Ok(())
+    }
+
+    fn spawn_demote(
+        &mut self,
+        mode: DemoteMode,
+        upstream: Option<String>,
+        cluster: Option<&Cluster>,
+    ) -> anyhow::Result<()> {
+        if let Some(task) = self.task.take() {
+            tracing::warn!("aborting {} to demote", task.kind.label());
+            task.handle.abort();
+        }
+        let up = match mode {
+            DemoteMode::Offline => None,
+            _ => self
+                .member_upstream(cluster, upstream.as_deref())
+                .unwrap_or(None),
+        };
+        self.upstream = if up.is_some() { upstream } else { None };
+        self.memory.rewind_check = true;
+        self.role = "demoted";
+        let dcs = self.dcs.clone();
+        let releases = mode.releases_lock() && self.memory.has_lock;
+        if releases {
+            self.memory.has_lock = false;
+        }
+        self.spawn(RunningAction::Demote, move |pg| async move {
+            let stop = match mode {
+                DemoteMode::Graceful | DemoteMode::Offline => StopMode::Fast,
+                DemoteMode::Immediate | DemoteMode::ImmediateNoLock => StopMode::Immediate,
+            };
+            if mode == DemoteMode::Graceful
+                && let Err(e) = pg.checkpoint().await
+            {
+                tracing::warn!("CHECKPOINT before the switchover failed: {e}");
+            }
+            pg.stop(stop).await?;
+            if releases {
+                if let Ok(cd) = pg.controldata().await
+                    && let Some((_, lsn)) = cd.checkpoint()
+                {
+                    let _ = dcs.write_optime(lsn.0).await;
+                }
+                dcs.delete_leader().await?;
+            }
+            pg.follow(up.as_ref()).await?;
+            Ok(TaskOutcome::Demoted)
+        });
+        Ok(())
+    }
+
+    /// `synchronous_standby_names`, through the parameters so a later config
+    /// rewrite keeps it.
+    async fn set_ssn(&mut self, names: String) -> anyhow::Result<()> {
+        let mut params = self.current_parameters();
+        params.set("synchronous_standby_names", names.clone());
+        self.pg.apply_parameters(params).await?;
+        self.ssn = names;
+        if let Ok(st) = self.pg.state().await {
+            self.memory.ssn_changed_at_lsn = st.wal_lsn.map_or(0, |l| l.0);
+        }
+        Ok(())
+    }
+
+    fn current_parameters(&self) -> keel_postgres::Parameters {
+        super::pgconf::postgres_settings(&self.settings, &self.dynamic)
+            .map(|s| s.parameters)
+            .unwrap_or_default()
+    }
+
+    /// Publish the timeline history when ours is longer than the DCS's.
+    async fn update_history(&self, cluster: Option<&Cluster>) -> anyhow::Result<()> {
+        let Some(cluster) = cluster else {
+            return Ok(());
+        };
+        let st = self.pg.state().await?;
+        let timeline = st.timeline.unwrap_or(1);
+        if timeline <= 1 || cluster.timeline() >= timeline {
+            return Ok(());
+        }
+        let local = Upstream::new(
+            self.pg.settings().socket_dir.display().to_string(),
+            self.pg.settings().port,
+        );
+        let (_, entries) = self.pg.leader_history(&local).await?;
+        let known: Vec<HistoryLine> = cluster
+            .history
+            .as_ref()
+            .map(|h| h.lines.clone())
+            .unwrap_or_default();
+        let mut lines = Vec::new();
+        for e in entries {
+            let old = known.iter().find(|l| l.timeline == e.parent);
+            lines.push(old.cloned().unwrap_or_else(|| HistoryLine {
+                timeline: e.parent,
+                lsn: e.switch_point.0,
+                reason: "no recovery target specified".to_owned(),
+                timestamp: Some(Utc::now().to_rfc3339()),
+                new_leader: Some(self.settings.name.clone()),
+            }));
+        }
+        self.dcs.set_history(&TimelineHistory::new(lines)).await?;
+        Ok(())
+    }
+
+    /// This member's key.
+    pub(super) async fn publish_member(&self, cluster: &Cluster) {
+        let data = self.member_data(cluster).await;
+        if let Err(e) = self.dcs.touch_member(&data).await {
+            tracing::warn!("could not publish the member key: {e}");
+        }
+    }
+
+    async fn member_data(&self, cluster: &Cluster) -> MemberData {
+        let mut data = MemberData {
+            conn_url: Some(self.conn_url()),
+            api_url: Some(self.api_url()),
+            version: Some(WIRE_VERSION.to_owned()),
+            tags: self.settings.tags.published(),
+            pause: self.dynamic.pause,
+            ..MemberData::default()
+        };
+        let running = self.pg.is_running();
+        let state = if running {
+            self.pg.state().await.ok()
+        } else {
+            None
+        };
+        data.state = Some(
+            match (&state, running, &self.task) {
+                (_, _, Some(t)) if t.kind == RunningAction::Clone => "creating replica",
+                (_, _, Some(t)) if t.kind == RunningAction::Bootstrap => "initializing new cluster",
+                (_, _, Some(t)) if t.kind == RunningAction::Rewind => {
+                    "running custom bootstrap script"
+                }
+                (Some(_), _, _) => "running",
+                (None, true, _) => "starting",
+                (None, false, _) if self.pg.crashed() => "crashed",
+                (None, false, _) => "stopped",
+            }
+            .to_owned(),
+        );
+        if matches!(&self.task, Some(t) if t.kind == RunningAction::Rewind) {
+            data.state = Some("running pg_rewind".to_owned());
+        }
+        match &state {
+            Some(st) if st.role == keel_postgres::Role::Primary => {
+                data.role = Some(Role::Primary);
+                data.xlog_location = st.wal_lsn.map(|l| l.0);
+                data.timeline = st.timeline;
+                if self.checkpoint_pending && cluster.leader_name() == Some(&self.settings.name) {
+                    data.checkpoint_after_promote = Some(false);
+                }
+            }
+            Some(st) => {
+                data.role = Some(Role::Replica);
+                let receive = st.receive_lsn.map(|l| l.0);
+                let replay = st.replay_lsn.map(|l| l.0);
+                data.xlog_location = receive.max(replay);
+                data.receive_lsn = receive.filter(|l| *l > 0);
+                data.replay_lsn = replay.filter(|l| *l > 0);
+                data.replication_state = Some(
+                    if st.wal_receiver_status.as_deref() == Some("streaming") {
+                        "streaming"
+                    } else {
+                        "in archive recovery"
+                    }
+                    .to_owned(),
+                );
+                data.timeline = st.timeline;
+            }
+            None => {
+                data.role = Some(match self.role {
+                    "primary" => Role::Primary,
+                    "demoted" => Role::Demoted,
+                    _ if self.sysid.is_none() => Role::Uninitialized,
+                    _ => Role::Replica,
+                });
+            }
+        }
+        if let Some(st) = &state {
+            data.pending_restart = st.pending_restart;
+        }
+        data
+    }
+
+    /// Physical slots for the other members on the primary (Patroni's `use_slots`).
+    pub(super) async fn sync_slots(&self, obs: &Observation) {
+        let Ok(cluster) = &obs.cluster else {
+            return;
+        };
+        if !self.pg.settings().use_slots || !obs.postgres.is_primary() {
+            return;
+        }
+        let wanted: Vec<keel_postgres::SlotSpec> = cluster
+            .members
+            .iter()
+            .filter(|m| m.name != self.settings.name)
+            .filter(|m| !super::peers::nostream(m))
+            .map(|m| {
+                keel_postgres::SlotSpec::physical(keel_postgres::slots::slot_name_from_member_name(
+                    &m.name,
+                ))
+            })
+            .collect();
+        let permanent: Vec<String> = self.dynamic.slots.keys().cloned().collect();
+        let ignore = |slot: &keel_postgres::ReplicationSlot| {
+            self.dynamic.pause || permanent.contains(&slot.name)
+        };
+        if let Err(e) = self.pg.sync_slots(&wanted, &ignore).await {
+            tracing::warn!("replication slots: {e}");
+        }
+    }
+}
+
+/// Run a user hook through the shell, bounded; a non-zero exit is an error.
+async fn run_hook(what: &str, command: &str) -> anyhow::Result<()> {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(command).kill_on_drop(true);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.status())
+        .await
+        .with_context(|| format!("{what}: `{command}` did not finish within 300 s"))?
+        .with_context(|| format!("{what}: cannot run `{command}`"))?;
+    anyhow::ensure!(status.success(), "{what}: `{command}` exited with {status}");
+    Ok(())
+}

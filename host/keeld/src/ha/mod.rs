@@ -1,0 +1,360 @@
+//! The HA loop: observe → decide → act, every `loop_wait` or sooner.
+//!
+//! `keel_ha::decide` makes every choice; this module gathers what it reads
+//! ([`observe`]), answers its questions and carries out its plans ([`execute`]),
+//! runs long actions in the background ([`Task`]) while cycles go on, and keeps
+//! the REST API's view current ([`status`]).
+
+mod execute;
+mod observe;
+mod peers;
+pub(crate) mod pgconf;
+mod status;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keel_config::{DynamicConfig, Settings, TtlFloor};
+use keel_dcs::{Cluster, Dcs};
+use keel_ha::{Decision, Memory, Observation, RunningAction};
+use keel_postgres::Postgres;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub(crate) use status::ApiNode;
+
+/// The Patroni version Keel is wire-compatible with, published in member keys
+/// so Patroni peers and `patronictl` apply their 4.x rules to Keel members.
+pub(crate) const WIRE_VERSION: &str = "4.1.4";
+
+/// A long action running in the background.
+pub(crate) struct Task {
+    pub(crate) kind: RunningAction,
+    pub(crate) handle: JoinHandle<anyhow::Result<TaskOutcome>>,
+}
+
+/// What a finished long action changes in the daemon's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskOutcome {
+    /// Nothing to remember.
+    Done,
+    /// The bootstrap succeeded: finish it next cycle.
+    Bootstrapped,
+    /// PostgreSQL was (re)started: check it came up next cycle.
+    Started,
+    /// A promotion succeeded.
+    Promoted,
+    /// A demotion finished; `released` when the leader key was given up.
+    Demoted,
+    /// The node was rewound or re-cloned: its history matches the leader's.
+    Repaired,
+}
+
+/// What the daemon and its REST API share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The last cycle's sentence.
+    pub(crate) message: String,
+    /// The last successful DCS read, and when.
+    pub(crate) cluster: Option<(Cluster, DateTime<Utc>)>,
+    /// The daemon holds the leader lock.
+    pub(crate) is_leader: bool,
+    /// The dynamic configuration in force.
+    pub(crate) paused: bool,
+    /// When the last cycle ended.
+    pub(crate) last_cycle: Option<DateTime<Utc>>,
+    /// `ttl`, for liveness.
+    pub(crate) ttl: u32,
+    /// failsafe_mode is on.
+    pub(crate) failsafe_mode: bool,
+    /// A primary accepted by POST /failsafe, and when.
+    pub(crate) failsafe_leader: Option<(String, DateTime<Utc>)>,
+    /// The role the daemon manages (`primary`, `replica`, `demoted`, `uninitialized`).
+    pub(crate) role: String,
+}
+
+/// Everything the loop owns.
+pub(crate) struct Daemon {
+    pub(crate) settings: Settings,
+    /// Where the configuration came from (re-read on SIGHUP).
+    pub(crate) config_path: Option<std::path::PathBuf>,
+    pub(crate) dynamic: DynamicConfig,
+    pub(crate) dynamic_version: Option<String>,
+    pub(crate) dcs: Dcs,
+    pub(crate) pg: Arc<Postgres>,
+    pub(crate) memory: Memory,
+    pub(crate) task: Option<Task>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) http: reqwest::Client,
+    /// The member replicas stream from, as last configured.
+    pub(crate) upstream: Option<String>,
+    /// `synchronous_standby_names` as last set.
+    pub(crate) ssn: String,
+    /// The system identifier, once read.
+    pub(crate) sysid: Option<String>,
+    /// Promoted and the post-promote CHECKPOINT is not done yet.
+    pub(crate) checkpoint_pending: bool,
+    /// What the daemon believes PostgreSQL should be doing (for crash detection).
+    pub(crate) role: &'static str,
+}
+
+pub(crate) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Daemon {
+    /// The timings in force.
+    pub(crate) fn timeouts(&self) -> keel_config::Timeouts {
+        self.dynamic.validated_timeouts(TtlFloor::keel()).0
+    }
+
+    /// Run cycles until SIGTERM/SIGINT, then shut down cleanly.
+    pub(crate) async fn run(mut self) -> anyhow::Result<()> {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        self.adopt_running_postgres();
+        loop {
+            let started = tokio::time::Instant::now();
+            let wake_at = self.cycle().await;
+            let loop_wait = Duration::from_secs(self.timeouts().loop_wait.into());
+            let mut deadline = started + loop_wait;
+            if let Some(at) = wake_at {
+                let until = (at - Utc::now()).to_std().unwrap_or_default();
+                deadline = deadline.min(tokio::time::Instant::now() + until);
+            }
+            let leader_version = lock(&self.shared)
+                .cluster
+                .as_ref()
+                .and_then(|(c, _)| c.leader.as_ref().map(|l| l.version.clone()));
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                tracing::warn!("Loop time exceeded, rescheduling immediately.");
+                continue;
+            }
+            let dcs = self.dcs.clone();
+            let watch = async move {
+                // The watch returns early when the leader key changes; on an error
+                // (DCS down) just sleep out the rest of the interval.
+                match dcs.watch(leader_version.as_deref(), remaining).await {
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep_until(deadline).await,
+                }
+            };
+            tokio::select! {
+                () = watch => {}
+                () = self.wake.notified() => {}
+                _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
+                _ = hangup.recv() => self.reload_config(),
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// A postmaster already running on our data directory (a daemon restart) is
+    /// adopted, not started twice.
+    fn adopt_running_postgres(&mut self) {
+        if let Ok(pid) = self.pg.adopt() {
+            tracing::info!(pid, "adopted a running PostgreSQL");
+        }
+    }
+
+    /// SIGHUP: re-read the local configuration.
+    fn reload_config(&mut self) {
+        match crate::run::load_settings(self.config_path.as_deref()) {
+            Ok(settings) => {
+                self.settings = settings;
+                self.apply_parameters_later();
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
+        }
+    }
+
+    /// Forget the applied dynamic config version so the next cycle re-applies parameters.
+    fn apply_parameters_later(&mut self) {
+        self.dynamic_version = None;
+    }
+
+    /// One cycle; returns when to wake at the latest (a scheduled action).
+    async fn cycle(&mut self) -> Option<DateTime<Utc>> {
+        self.reap_task().await;
+        let mut obs = self.observe().await;
+        let mut rounds = 0;
+        let plan = loop {
+            match keel_ha::decide(&obs) {
+                Decision::Act(plan) => break plan,
+                Decision::Ask(question) => {
+                    rounds += 1;
+                    if rounds > 8 {
+                        tracing::error!(
+                            ?question,
+                            "the HA decision keeps asking; skipping this cycle"
+                        );
+                        return None;
+                    }
+                    self.answer(&question, &mut obs).await;
+                }
+            }
+        };
+        self.memory = obs.memory.clone();
+        let message = plan.message.clone();
+        tracing::info!("{message}");
+        self.carry_out(&plan, &obs).await;
+        if plan.publish
+            && let Ok(cluster) = &obs.cluster
+        {
+            self.publish_member(cluster).await;
+        }
+        if obs.cluster.is_ok() && self.pg.is_running() && self.task.is_none() {
+            self.sync_slots(&obs).await;
+        }
+        self.memory.just_started = false;
+        let mut shared = lock(&self.shared);
+        shared.message = message;
+        shared.last_cycle = Some(Utc::now());
+        shared.is_leader = self.memory.has_lock;
+        shared.role = self.role.to_owned();
+        plan.wake_at
+    }
+
+    /// Collect a finished long action.
+    async fn reap_task(&mut self) {
+        let Some(task) = self.task.take_if(|t| t.handle.is_finished()) else {
+            return;
+        };
+        let outcome = match task.handle.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => {
+                tracing::error!("{} failed: {e:#}", task.kind.label());
+                self.task_failed(task.kind).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!("{} panicked or was cancelled: {e}", task.kind.label());
+                return;
+            }
+        };
+        match outcome {
+            TaskOutcome::Done => {}
+            TaskOutcome::Bootstrapped => {
+                self.memory.bootstrapped = true;
+                self.role = "primary";
+            }
+            TaskOutcome::Started => self.memory.just_started = true,
+            TaskOutcome::Promoted => {
+                self.memory.promoted_at = Some(Utc::now());
+                self.checkpoint_pending = true;
+                self.role = "primary";
+            }
+            TaskOutcome::Demoted => {
+                self.memory.rewind_check = true;
+                self.memory.just_started = true;
+                self.role = "replica";
+            }
+            TaskOutcome::Repaired => {
+                self.memory.rewind_check = false;
+                self.memory.just_started = true;
+                self.role = "replica";
+            }
+        }
+    }
+
+    /// Clean up after a failed long action.
+    async fn task_failed(&mut self, kind: RunningAction) {
+        match kind {
+            RunningAction::Bootstrap => {
+                if let Err(e) = self.dcs.cancel_initialization().await {
+                    tracing::error!("could not remove the initialize key: {e}");
+                }
+                let _ = self.pg.stop(keel_postgres::StopMode::Immediate).await;
+                let failed = self.pg.data_dir().with_extension("failed");
+                if let Err(e) = std::fs::rename(self.pg.data_dir(), &failed) {
+                    tracing::error!("could not move the failed data directory aside: {e}");
+                } else {
+                    tracing::error!(
+                        "bootstrap failed; the data directory was moved to {}",
+                        failed.display()
+                    );
+                }
+                self.sysid = None;
+            }
+            RunningAction::Clone | RunningAction::Reinitialize => {
+                let _ = self.pg.stop(keel_postgres::StopMode::Immediate).await;
+                if let Err(e) = self.pg.remove_data_directory() {
+                    tracing::error!("could not remove the half-cloned data directory: {e}");
+                }
+                self.sysid = None;
+            }
+            RunningAction::Promote => {
+                self.memory.pre_promote_failed_at = Some(Utc::now());
+            }
+            RunningAction::Start => self.memory.just_started = true,
+            RunningAction::Rewind | RunningAction::Demote => {}
+        }
+    }
+
+    /// SIGTERM: stop PostgreSQL (fast) and give up the lock, unless paused.
+    async fn shutdown(mut self) {
+        if let Some(task) = self.task.take() {
+            task.handle.abort();
+        }
+        if self.dynamic.pause {
+            tracing::info!("paused: leaving PostgreSQL running and the leader key in place");
+            return;
+        }
+        match self.pg.stop(keel_postgres::StopMode::Fast).await {
+            Ok(_) => tracing::info!("PostgreSQL stopped"),
+            Err(e) => {
+                tracing::error!("PostgreSQL refused to stop, keeping the leader key: {e}");
+                return;
+            }
+        }
+        if self.memory.has_lock {
+            if let Ok(cd) = self.pg.controldata().await
+                && let Some((_, lsn)) = cd.checkpoint()
+            {
+                let _ = self.dcs.write_optime(lsn.0).await;
+            }
+            match self.dcs.delete_leader().await {
+                Ok(_) => tracing::info!("leader key released"),
+                Err(e) => tracing::warn!("could not release the leader key: {e}"),
+            }
+        }
+        self.role = "replica";
+        if let Ok(cluster) = self.dcs.load().await {
+            self.publish_member(&cluster).await;
+        }
+    }
+
+    pub(crate) fn observation_skeleton(&self) -> Observation {
+        Observation {
+            now: Utc::now(),
+            me: self.me(),
+            config: self.dynamic.clone(),
+            cluster: Err(keel_ha::DcsUnreachable("not read yet".into())),
+            postgres: keel_ha::Postgres::empty(),
+            memory: self.memory.clone(),
+            running: self.task.as_ref().map(|t| t.kind),
+            answers: keel_ha::Answers::default(),
+        }
+    }
+
+    fn me(&self) -> keel_ha::Me {
+        let pg = self.pg.settings();
+        keel_ha::Me {
+            name: self.settings.name.clone(),
+            tags: self.settings.tags.clone(),
+            can_bootstrap: true,
+            can_clone_without_leader: pg.create_replica_methods.iter().any(|m| m.no_leader()),
+            use_pg_rewind: pg.use_pg_rewind,
+            remove_data_directory_on_rewind_failure: pg.remove_data_directory_on_rewind_failure,
+            remove_data_directory_on_diverged_timelines: pg
+                .remove_data_directory_on_diverged_timelines,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! From the `postgresql` and `bootstrap` configuration (local merged with the
+//! DCS `config`) to what keel-postgres needs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use keel_config::{ConnectionAuth, DynamicConfig, Settings};
+use keel_postgres::{BootstrapMethod, Credentials, InitdbOption, Parameters, ReplicaMethod};
+use serde_json::Value;
+
+fn credentials(auth: &ConnectionAuth) -> Credentials {
+    match &auth.password {
+        Some(pw) => Credentials::with_password(auth.username.clone(), pw.clone()),
+        None => Credentials::new(auth.username.clone()),
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `unix_socket_directories`' first entry, else the data directory's parent.
+fn socket_dir(parameters: &std::collections::BTreeMap<String, String>, data_dir: &Path) -> PathBuf {
+    parameters
+        .get("unix_socket_directories")
+        .and_then(|v| v.split(',').map(str::trim).find(|d| !d.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.parent().unwrap_or(data_dir).to_owned())
+}
+
+/// Options of a method section (`basebackup: [a, {k: v}]` or `{k: v}`).
+fn options_of(section: Option<&Value>) -> Vec<InitdbOption> {
+    match section {
+        Some(Value::Array(items)) => items
+            .iter()
+            .flat_map(|item| match item {
+                Value::String(flag) => vec![InitdbOption::Flag(flag.clone())],
+                Value::Object(map) => map
+                    .iter()
+                    .map(|(k, v)| InitdbOption::Value(k.clone(), value_text(v)))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| InitdbOption::Value(k.clone(), value_text(v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn replica_method(name: &str, section: Option<&Value>) -> anyhow::Result<ReplicaMethod> {
+    if name == "basebackup" {
+        return Ok(ReplicaMethod::Basebackup);
+    }
+    let map = section.and_then(Value::as_object).with_context(|| {
+        format!("postgresql.create_replica_methods: `{name}` has no `postgresql.{name}` section")
+    })?;
+    let command = map
+        .get("command")
+        .and_then(Value::as_str)
+        .with_context(|| format!("postgresql.{name}.command: required for a replica method"))?;
+    let flag = |k: &str| map.get(k).is_some_and(|v| v.as_bool() == Some(true));
+    let reserved = [
+        "command",
+        "no_params",
+        "keep_data",
+        "no_leader",
+        "no_master",
+    ];
+    Ok(ReplicaMethod::Command {
+        name: name.to_owned(),
+        command: command.to_owned(),
+        options: map
+            .iter()
+            .filter(|(k, _)| !reserved.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect(),
+        no_params: flag("no_params"),
+        keep_data: flag("keep_data"),
+        no_leader: flag("no_leader") || flag("no_master"),
+    })
+}
+
+/// keel-postgres settings for this member under `dynamic`.
+pub(crate) fn postgres_settings(
+    settings: &Settings,
+    dynamic: &DynamicConfig,
+) -> anyhow::Result<keel_postgres::Settings> {
+    let local = &settings.postgresql;
+    let effective = settings.effective_postgresql(dynamic);
+    let data_dir = local.data_dir.clone();
+    let mut pg = keel_postgres::Settings::new(
+        settings.name.clone(),
+        data_dir.clone(),
+        socket_dir(&effective.parameters, &data_dir),
+        local.listen.port,
+    );
+    pg.scope = settings.scope.clone();
+    pg.listen_addresses = local.listen.listen_addresses();
+    pg.superuser = credentials(&local.authentication.superuser);
+    pg.replication = credentials(&local.authentication.replication);
+    pg.rewind = local.authentication.rewind.as_ref().map(credentials);
+    let mut parameters = Parameters::new();
+    for (k, v) in &effective.parameters {
+        parameters.set(k, v.clone());
+    }
+    pg.parameters = parameters;
+    pg.pg_hba = effective
+        .pg_hba
+        .clone()
+        .or_else(|| settings.bootstrap.pg_hba.clone())
+        .unwrap_or_default();
+    if let Some(pgpass) = &local.pgpass {
+        pg.pgpass = pgpass.clone();
+    }
+    pg.use_slots = effective.use_slots;
+    pg.use_pg_rewind = effective.use_pg_rewind;
+    pg.remove_data_directory_on_rewind_failure = local.remove_data_directory_on_rewind_failure;
+    pg.remove_data_directory_on_diverged_timelines =
+        local.remove_data_directory_on_diverged_timelines;
+    let mut recovery = Parameters::new();
+    for (k, v) in effective.recovery_conf.iter().flatten() {
+        recovery.set(k, value_text(v));
+    }
+    pg.recovery_conf = recovery;
+    pg.create_replica_methods = effective
+        .create_replica_methods
+        .iter()
+        .map(|name| replica_method(name, effective.replica_method_sections.get(name)))
+        .collect::<anyhow::Result<_>>()?;
+    pg.basebackup = options_of(effective.replica_method_sections.get("basebackup"));
+    pg.timeouts.start = effective.pg_ctl_timeout;
+    Ok(pg)
+}
+
+/// How this member bootstraps a new cluster.
+pub(crate) fn bootstrap_method(settings: &Settings) -> anyhow::Result<BootstrapMethod> {
+    let boot = &settings.bootstrap;
+    if boot.method == "initdb" {
+        return Ok(BootstrapMethod::Initdb(
+            boot.initdb
+                .iter()
+                .map(|o| match o {
+                    keel_config::InitdbOption::Flag(f) => InitdbOption::Flag(f.clone()),
+                    keel_config::InitdbOption::Value(k, v) => {
+                        InitdbOption::Value(k.clone(), v.clone())
+                    }
+                })
+                .collect(),
+        ));
+    }
+    let custom = boot.custom_methods.get(&boot.method).with_context(|| {
+        format!(
+            "bootstrap.method: `{}` has no `bootstrap.{}` section",
+            boot.method, boot.method
+        )
+    })?;
+    Ok(BootstrapMethod::Custom {
+        command: custom.command.clone(),
+        options: custom
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect(),
+        no_params: custom.no_params,
+    })
+}
+
+/// The PostgreSQL programs: `postgresql.bin_dir`, else the directory of
+/// `pg_ctl` on PATH, else the newest `/usr/lib/postgresql/*/bin`.
+pub(crate) fn bin_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &settings.postgresql.bin_dir {
+        return Ok(dir.clone());
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("pg_ctl").is_file() {
+                return Ok(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_ctl").is_file().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).context(
+        "postgresql.bin_dir: not set and no pg_ctl found on PATH or under /usr/lib/postgresql",
+    )
+}
