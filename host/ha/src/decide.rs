@@ -43,6 +43,13 @@ fn dcs_unreachable(obs: &Observation, error: &DcsUnreachable) -> Step {
     let pg = &obs.postgres;
     let leading = !pg.is_stopped()
         && (pg.role == PgRole::Primary || obs.running == Some(RunningAction::Promote));
+    if obs.running == Some(RunningAction::Demote) {
+        return Ok(Plan::new(format!(
+            "DCS is not accessible ({}); demote in progress",
+            error.0
+        ))
+        .unpublished());
+    }
     if obs.config.pause || !leading {
         return Ok(Plan::new(format!("DCS is not accessible: {}", error.0)).unpublished());
     }
@@ -112,9 +119,11 @@ impl<'a> Cycle<'a> {
         if leader.is_none() && obs.config.failsafe_mode {
             let ttl = chrono::Duration::seconds(obs.config.ttl.into());
             if let Some(fs) = &obs.memory.failsafe_leader
-                && obs.now - fs.at <= ttl && fs.name != obs.me.name {
-                    leader = Some(fs.name.as_str());
-                }
+                && obs.now - fs.at <= ttl
+                && fs.name != obs.me.name
+            {
+                leader = Some(fs.name.as_str());
+            }
         }
         Self {
             obs,
@@ -166,11 +175,12 @@ impl<'a> Cycle<'a> {
         // §4.2 steps 4-5: the lock holder repairs `initialize` and `config`.
         if self.i_hold() && !obs.memory.bootstrapped {
             if let Some(sysid) = pg.sysid()
-                && !self.cluster.has_valid_sysid() {
-                    self.prelude.push(Action::WriteInitialize {
-                        sysid: sysid.to_owned(),
-                    });
-                }
+                && !self.cluster.has_valid_sysid()
+            {
+                self.prelude.push(Action::WriteInitialize {
+                    sysid: sysid.to_owned(),
+                });
+            }
             if !self.cluster.config.as_ref().is_some_and(|c| c.is_usable()) {
                 self.prelude.push(Action::WriteConfig);
             }
@@ -213,13 +223,15 @@ impl<'a> Cycle<'a> {
             DataDir::Empty | DataDir::Inaccessible(_) => return self.no_data_directory(),
             DataDir::Initialized { sysid } => {
                 if let Some(theirs) = &self.cluster.initialize
-                    && self.cluster.has_valid_sysid() && theirs != sysid {
-                        return Ok(Plan::new(format!(
-                            "system ID mismatch: the data directory belongs to system {sysid}, \
+                    && self.cluster.has_valid_sysid()
+                    && theirs != sysid
+                {
+                    return Ok(Plan::new(format!(
+                        "system ID mismatch: the data directory belongs to system {sysid}, \
                              the cluster in the DCS to {theirs}; not managing PostgreSQL until \
                              this is fixed"
-                        )));
-                    }
+                    )));
+                }
             }
         }
         // Step 11: PostgreSQL is not running.
@@ -442,9 +454,11 @@ impl<'a> Cycle<'a> {
             return None;
         }
         if let Some(from) = me.tags.replicatefrom()
-            && from != me.name && self.cluster.member(from).is_some() {
-                return Some(from.to_owned());
-            }
+            && from != me.name
+            && self.cluster.member(from).is_some()
+        {
+            return Some(from.to_owned());
+        }
         self.leader.filter(|l| *l != me.name).map(str::to_owned)
     }
 
@@ -452,6 +466,11 @@ impl<'a> Cycle<'a> {
     fn long_action(&self, action: RunningAction) -> Step {
         let obs = self.obs;
         let label = action.label();
+        // A demotion gives the lock up (or never had it): refreshing it now
+        // would race the release and keep the key on a node that is stepping down.
+        if action == RunningAction::Demote {
+            return Ok(Plan::new(format!("{label} in progress")));
+        }
         if self.i_hold() {
             return match self.refresh()? {
                 LockAnswer::Held => Ok(Plan::new(format!("updated leader lock during {label}"))),
@@ -677,10 +696,11 @@ impl<'a> Cycle<'a> {
             return plan;
         }
         if let Some(at) = obs.memory.pre_promote_failed_at
-            && obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
-                return Plan::new("Promotion cancelled because the pre-promote script failed")
-                    .with(Action::ReleaseLock);
-            }
+            && obs.now - at < chrono::Duration::seconds(obs.config.ttl.into())
+        {
+            return Plan::new("Promotion cancelled because the pre-promote script failed")
+                .with(Action::ReleaseLock);
+        }
         Plan::new(message)
             .then(sync::before_promote(self))
             .with(Action::Promote)

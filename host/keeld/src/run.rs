@@ -99,11 +99,20 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         retry_timeout: timeouts.retry_timeout,
         config: selected.dcs.config_json(&settings),
     };
+    let watcher = selected
+        .dcs
+        .plugin
+        .dcs(selected.dcs.grants.clone(), selected.dcs.limits)?;
+    watcher
+        .configure(dcs_settings.clone())
+        .await
+        .context("configuring the DCS plugin (watch instance)")?;
     backend
         .configure(dcs_settings)
         .await
         .context("configuring the DCS plugin")?;
     let dcs = Dcs::new(Arc::new(backend));
+    let watcher = Dcs::new(Arc::new(watcher));
     let (dynamic, dynamic_version) = initial_dynamic_config(&dcs, &settings).await;
     let pg_settings = crate::ha::pgconf::postgres_settings(&settings, &dynamic)?;
     let bin = keel_postgres::Binaries::new(crate::ha::pgconf::bin_dir(&settings)?)
@@ -145,6 +154,7 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         dynamic,
         dynamic_version,
         dcs,
+        watcher,
         pg,
         memory: keel_ha::Memory::default(),
         task: None,

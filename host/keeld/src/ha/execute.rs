@@ -361,10 +361,8 @@ impl Daemon {
         self.memory.rewind_check = true;
         self.role = "demoted";
         let dcs = self.dcs.clone();
-        let releases = mode.releases_lock() && self.memory.has_lock;
-        if releases {
-            self.memory.has_lock = false;
-        }
+        let releases = mode.releases_lock();
+        self.memory.has_lock = false;
         self.spawn(RunningAction::Demote, move |pg| async move {
             let stop = match mode {
                 DemoteMode::Graceful | DemoteMode::Offline => StopMode::Fast,
@@ -382,7 +380,10 @@ impl Daemon {
                 {
                     let _ = dcs.write_optime(lsn.0).await;
                 }
-                dcs.delete_leader().await?;
+                match dcs.delete_leader().await? {
+                    true => tracing::info!("leader key released"),
+                    false => tracing::warn!("the leader key was no longer ours to release"),
+                }
             }
             pg.follow(up.as_ref()).await?;
             Ok(TaskOutcome::Demoted)

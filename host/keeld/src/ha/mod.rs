@@ -82,6 +82,9 @@ pub(crate) struct Daemon {
     pub(crate) dynamic: DynamicConfig,
     pub(crate) dynamic_version: Option<String>,
     pub(crate) dcs: Dcs,
+    /// A second instance of the DCS plugin that only waits in `watch`, so a
+    /// long watch never holds up the loop's or a background action's calls.
+    pub(crate) watcher: Dcs,
     pub(crate) pg: Arc<Postgres>,
     pub(crate) memory: Memory,
     pub(crate) task: Option<Task>,
@@ -134,8 +137,15 @@ impl Daemon {
                 tracing::warn!("Loop time exceeded, rescheduling immediately.");
                 continue;
             }
-            let dcs = self.dcs.clone();
+            // The leader sleeps (its own refreshes would wake it); the others
+            // wake early when the leader key changes.
+            let dcs = self.watcher.clone();
+            let holds_lock = self.memory.has_lock;
             let watch = async move {
+                if holds_lock {
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
                 // The watch returns early when the leader key changes; on an error
                 // (DCS down) just sleep out the rest of the interval.
                 match dcs.watch(leader_version.as_deref(), remaining).await {

@@ -113,6 +113,11 @@ impl Daemon {
                 {
                     params.set("synchronous_standby_names", self.ssn.clone());
                 }
+                if !self.pg.data_dir().join("PG_VERSION").exists() {
+                    // Nothing to rewrite yet; bootstrap or clone writes them.
+                    self.pg.set_parameters(params);
+                    return;
+                }
                 match self.pg.apply_parameters(params).await {
                     Ok(plan) if !plan.restart.is_empty() => tracing::info!(
                         "parameters changed; pending restart for {}",
