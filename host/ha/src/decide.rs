@@ -681,6 +681,11 @@ impl<'a> Cycle<'a> {
                 .with(Action::Follow { upstream })
                 .with(Action::TriggerRewindCheck);
         }
+        // §4.2 step 13: the first cycle after a start checks the history again;
+        // a daemon that restarted has lost any check armed before.
+        if self.obs.memory.just_started && !self.obs.memory.rewind_check {
+            return Plan::new(message).with(Action::TriggerRewindCheck);
+        }
         Plan::new(message)
     }
 
@@ -712,5 +717,43 @@ impl Plan {
     pub(crate) fn message_from(mut self, message: impl Into<String>) -> Self {
         self.message = message.into();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{cluster, observation, replica, with_divergence};
+
+    fn plan(obs: &Observation) -> Plan {
+        match decide(obs) {
+            Decision::Act(plan) => plan,
+            Decision::Ask(q) => panic!("unexpected question {q:?}"),
+        }
+    }
+
+    /// A replica that just started checks its history against the leader, even
+    /// when no check was armed (its daemon restarted): otherwise a replica with
+    /// a diverged history runs on without ever streaming (found by keel-sim).
+    #[test]
+    fn a_replica_checks_for_divergence_after_a_start() {
+        let view = cluster(Some("n1"), &["n0", "n1"]);
+        let mut obs = observation("n0", view, replica(Some("n1")));
+        obs.memory.just_started = true;
+        assert_eq!(plan(&obs).actions, [Action::TriggerRewindCheck]);
+        // The next cycle sees the divergence and repairs it.
+        obs.memory.just_started = false;
+        obs.memory.rewind_check = true;
+        obs.postgres = with_divergence(replica(Some("n1")), Divergence::Diverged);
+        assert_eq!(
+            plan(&obs).actions,
+            [Action::Rewind {
+                source: "n1".to_owned()
+            }]
+        );
+        // Without a start there is nothing to check.
+        obs.memory.rewind_check = false;
+        obs.postgres = replica(Some("n1"));
+        assert!(plan(&obs).actions.is_empty());
     }
 }

@@ -40,6 +40,8 @@ mod plan;
 mod race;
 mod switchover;
 mod sync;
+#[cfg(test)]
+mod testing;
 
 pub use decide::decide;
 pub use observation::{
