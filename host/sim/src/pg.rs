@@ -1,0 +1,192 @@
+//! The simulated PostgreSQL of one node: data directory, postmaster, role,
+//! WAL, upstream and `synchronous_standby_names`.
+
+use keel_ha::PgRole;
+
+use crate::wal::Wal;
+
+/// The postmaster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proc {
+    Stopped { crashed: bool },
+    Starting,
+    Running,
+}
+
+/// A data directory holding a cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Data {
+    pub(crate) sysid: String,
+    pub(crate) wal: Wal,
+}
+
+/// One node's PostgreSQL.
+#[derive(Debug, Clone)]
+pub(crate) struct Pg {
+    /// `None`: the data directory is empty.
+    pub(crate) data: Option<Data>,
+    pub(crate) proc: Proc,
+    /// As pg_control would say (a stopped former primary is still `Primary`).
+    pub(crate) role: PgRole,
+    /// Configured `primary_conninfo` target.
+    pub(crate) upstream: Option<String>,
+    /// The running `synchronous_standby_names`.
+    pub(crate) ssn: String,
+    /// The last pg_rewind failed (sticky until the data directory is replaced).
+    pub(crate) rewind_failed: bool,
+}
+
+impl Pg {
+    pub(crate) fn empty() -> Self {
+        Self {
+            data: None,
+            proc: Proc::Stopped { crashed: false },
+            role: PgRole::Replica,
+            upstream: None,
+            ssn: String::new(),
+            rewind_failed: false,
+        }
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.proc == Proc::Running
+    }
+
+    pub(crate) fn is_primary(&self) -> bool {
+        self.running() && self.role == PgRole::Primary
+    }
+
+    pub(crate) fn is_replica(&self) -> bool {
+        self.running() && self.role == PgRole::Replica
+    }
+
+    pub(crate) fn wal(&self) -> Option<&Wal> {
+        self.data.as_ref().map(|d| &d.wal)
+    }
+
+    pub(crate) fn wal_mut(&mut self) -> Option<&mut Wal> {
+        self.data.as_mut().map(|d| &mut d.wal)
+    }
+
+    /// Stop the postmaster. A fast stop of a primary writes a shutdown checkpoint.
+    pub(crate) fn stop(&mut self, fast: bool) {
+        if fast && self.is_primary() {
+            if let Some(wal) = self.wal_mut() {
+                wal.append(SHUTDOWN_CHECKPOINT);
+            }
+        }
+        self.proc = Proc::Stopped { crashed: false };
+    }
+
+    /// The postmaster died.
+    pub(crate) fn crash(&mut self) {
+        if self.proc != (Proc::Stopped { crashed: false }) {
+            self.proc = Proc::Stopped { crashed: true };
+        }
+    }
+}
+
+/// Bytes of a shutdown checkpoint record.
+pub(crate) const SHUTDOWN_CHECKPOINT: u64 = 104;
+/// Bytes of the end-of-recovery record a promotion writes.
+pub(crate) const END_OF_RECOVERY: u64 = 112;
+
+/// `synchronous_standby_names` as PostgreSQL applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SyncRule {
+    /// Empty: commits do not wait.
+    Off,
+    /// `*`: the first `n` connected standbys.
+    Any(usize),
+    /// `N (a,b)` or `a`: the first `n` connected standbys of the list, in its order.
+    First(usize, Vec<String>),
+}
+
+impl SyncRule {
+    /// Parse the forms keel-ha renders: ``, `*`, `name`, `"Name"`, `N (a,"b")`.
+    pub(crate) fn parse(ssn: &str) -> Self {
+        let s = ssn.trim();
+        if s.is_empty() {
+            return Self::Off;
+        }
+        if s == "*" {
+            return Self::Any(1);
+        }
+        if let Some((n, rest)) = s.split_once(' ') {
+            if let Ok(n) = n.parse::<usize>() {
+                let inner = rest.trim().trim_start_matches('(').trim_end_matches(')');
+                let names: Vec<String> = inner.split(',').map(unquote).collect();
+                if names.iter().any(|n| n == "*") {
+                    return Self::Any(n);
+                }
+                return Self::First(n, names);
+            }
+        }
+        Self::First(1, vec![unquote(s)])
+    }
+
+    /// Commits wait for this many standbys.
+    pub(crate) fn needed(&self) -> usize {
+        match self {
+            Self::Off => 0,
+            Self::Any(n) | Self::First(n, _) => *n,
+        }
+    }
+
+    /// `sync_state` of each connected standby (in the given order), as
+    /// `pg_stat_replication` shows it.
+    pub(crate) fn states(&self, connected: &[&str]) -> Vec<&'static str> {
+        match self {
+            Self::Off => vec!["async"; connected.len()],
+            Self::Any(n) => (0..connected.len())
+                .map(|i| if i < *n { "sync" } else { "potential" })
+                .collect(),
+            Self::First(n, list) => {
+                let mut rank: Vec<(usize, usize)> = connected
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        list.iter()
+                            .position(|l| l.eq_ignore_ascii_case(c))
+                            .map(|p| (p, i))
+                    })
+                    .collect();
+                rank.sort_unstable();
+                let mut out = vec!["async"; connected.len()];
+                for (k, (_, i)) in rank.into_iter().enumerate() {
+                    out[i] = if k < *n { "sync" } else { "potential" };
+                }
+                out
+            }
+        }
+    }
+}
+
+fn unquote(name: &str) -> String {
+    let n = name.trim();
+    match n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => n.to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_names_as_postgres_applies_them() {
+        assert_eq!(SyncRule::parse(""), SyncRule::Off);
+        assert_eq!(
+            SyncRule::parse("*").states(&["a", "b"]),
+            ["sync", "potential"]
+        );
+        let one = SyncRule::parse("n1");
+        assert_eq!(one.states(&["n0", "n1"]), ["async", "sync"]);
+        let two = SyncRule::parse("2 (n2,\"N1\")");
+        assert_eq!(two.needed(), 2);
+        assert_eq!(two.states(&["N1", "n2", "n3"]), ["sync", "sync", "async"]);
+        let first = SyncRule::First(1, vec!["b".into(), "a".into()]);
+        assert_eq!(first.states(&["a", "b"]), ["potential", "sync"]);
+    }
+}
