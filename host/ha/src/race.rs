@@ -21,11 +21,12 @@ fn peer_requests(c: &Cycle<'_>) -> Vec<PeerRequest> {
         }
     }
     if c.obs.config.failsafe_mode
-        && let Some(fs) = &c.cluster.failsafe {
-            for (name, url) in &fs.members {
-                urls.insert(name.clone(), url.clone());
-            }
+        && let Some(fs) = &c.cluster.failsafe
+    {
+        for (name, url) in &fs.members {
+            urls.insert(name.clone(), url.clone());
         }
+    }
     for m in &c.cluster.members {
         if let Some(url) = &m.data.api_url {
             urls.insert(m.name.clone(), url.clone());
@@ -57,19 +58,22 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
     let me = c.me();
     let mut plan = Plan::new("");
     if let Some(at) = obs.memory.pre_promote_failed_at
-        && obs.now - at < chrono::Duration::seconds(obs.config.ttl.into()) {
-            return Ok((false, plan));
-        }
+        && obs.now - at < chrono::Duration::seconds(obs.config.ttl.into())
+    {
+        return Ok((false, plan));
+    }
     let failover = c.cluster.failover.as_ref().filter(|f| f.is_set());
 
-    if c.paused() && !obs.me.nofailover()
-        && let Some(f) = failover.filter(|f| f.scheduled_at.is_none()) {
-            match manual_failover_no_leader(c, f)? {
-                Verdict::Yes => return Ok((true, plan)),
-                Verdict::No => return Ok((false, plan)),
-                Verdict::Continue(actions) => plan = plan.then(actions),
-            }
+    if c.paused()
+        && !obs.me.nofailover()
+        && let Some(f) = failover.filter(|f| f.scheduled_at.is_none())
+    {
+        match manual_failover_no_leader(c, f)? {
+            Verdict::Yes => return Ok((true, plan)),
+            Verdict::No => return Ok((false, plan)),
+            Verdict::Continue(actions) => plan = plan.then(actions),
         }
+    }
     if c.acts_as_primary() {
         let healthy = if c.paused() {
             match c.cluster.initialize.as_deref() {
@@ -93,9 +97,11 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
     }
     if obs.config.failsafe_mode
         && let Some(fs) = &c.cluster.failsafe
-            && !fs.members.is_empty() && !fs.members.contains_key(me) {
-                return Ok((false, plan));
-            }
+        && !fs.members.is_empty()
+        && !fs.members.contains_key(me)
+    {
+        return Ok((false, plan));
+    }
     if c.sync_active() && !obs.config.quorum_mode() && !in_sync {
         return Ok((false, plan));
     }
@@ -115,6 +121,11 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
     let me = c.me();
     if let Some(candidate) = f.candidate.as_deref() {
         if candidate == me {
+            // Paused, nothing stops a former primary that lost its key (no
+            // demotion, no watchdog): take over only once it has stepped down.
+            if c.paused() && !former_primary_stepped_down(c, f)? {
+                return Ok(Verdict::No);
+            }
             return Ok(Verdict::Yes);
         }
         if c.paused() {
@@ -128,7 +139,13 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
         if c.sync_active() && !c.obs.config.quorum_mode() && !c.cluster.sync.matches(me, true) {
             return Ok(Verdict::No);
         }
-        if c.cluster.member(candidate).is_some() {
+        // A switchover candidate outside `/sync` may not race: waiting for it
+        // would block every election (found by keel-sim).
+        let may_race = f.leader.is_none()
+            || !c.sync_active()
+            || c.obs.config.quorum_mode()
+            || c.cluster.sync.matches(candidate, true);
+        if may_race && c.cluster.member(candidate).is_some() {
             let usable = peers(c)?
                 .iter()
                 .any(|p| p.name == candidate && p.reachable && p.running && !p.nofailover);
@@ -151,6 +168,23 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
         Verdict::Yes
     } else {
         Verdict::No
+    })
+}
+
+/// No peer answered as a running primary, and the former leader named by a
+/// switchover answered (one that could not even be asked, its member key gone
+/// with its lease, may still be running).
+fn former_primary_stepped_down(c: &Cycle<'_>, f: &Failover) -> Result<bool, Question> {
+    let peers = peers(c)?;
+    if peers
+        .iter()
+        .any(|p| p.reachable && p.running && !p.in_recovery)
+    {
+        return Ok(false);
+    }
+    Ok(match f.leader.as_deref().filter(|l| *l != c.me()) {
+        Some(leader) => peers.iter().any(|p| p.name == leader && p.reachable),
+        None => true,
     })
 }
 
@@ -260,4 +294,56 @@ pub(crate) fn failover_possible(
         return Ok(healthy as i64 > i64::from(sync.quorum));
     }
     Ok(healthy > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_config::SynchronousMode;
+
+    use crate::testing::{cluster_with, observation, peer, replica};
+    use crate::{Decision, PeerStatus, Question, decide};
+
+    /// A switchover request naming a candidate outside `/sync` must not stop
+    /// the `/sync` members from taking over when the leader is gone: the
+    /// candidate may not race, and deferring to it deadlocked the cluster
+    /// (found by keel-sim).
+    #[test]
+    fn a_candidate_outside_sync_does_not_block_the_race() {
+        let view = cluster_with(
+            None,
+            &["n0", "n1"],
+            &[
+                ("sync", r#"{"leader":"n1","quorum":0,"sync_standby":null}"#),
+                ("failover", r#"{"leader":"n1","member":"n0"}"#),
+            ],
+        );
+        let mut obs = observation("n1", view, replica(None));
+        obs.config.synchronous_mode = SynchronousMode::On;
+        obs.answers.peers = Some(vec![peer("n0", false)]);
+        assert_eq!(decide(&obs), Decision::Ask(Question::AcquireLock));
+    }
+
+    /// Paused, a switchover candidate takes over only once the former primary
+    /// answers and runs as a replica: a frozen primary whose key expired keeps
+    /// running (paused nodes never demote), so promoting now made two
+    /// primaries (found by keel-sim).
+    #[test]
+    fn a_paused_candidate_waits_for_the_former_primary() {
+        let view = cluster_with(
+            None,
+            &["n0", "n2"],
+            &[("failover", r#"{"leader":"n0","member":"n2"}"#)],
+        );
+        let mut obs = observation("n2", view, replica(Some("n0")));
+        obs.config.pause = true;
+        let acquire = Decision::Ask(Question::AcquireLock);
+        obs.answers.peers = Some(vec![PeerStatus::unreachable("n0")]);
+        assert_ne!(decide(&obs), acquire);
+        obs.answers.peers = Some(Vec::new());
+        assert_ne!(decide(&obs), acquire);
+        obs.answers.peers = Some(vec![peer("n0", true)]);
+        assert_ne!(decide(&obs), acquire);
+        obs.answers.peers = Some(vec![peer("n0", false)]);
+        assert_eq!(decide(&obs), acquire);
+    }
 }

@@ -6,11 +6,20 @@ use keel_config::DynamicConfig;
 use keel_model::{Cluster, Entry, MemberData};
 
 use crate::observation::{
-    Answers, DataDir, Divergence, Me, Memory, Observation, PgRole, Postgres, Process,
+    Answers, DataDir, Divergence, Me, Memory, Observation, PeerStatus, PgRole, Postgres, Process,
 };
 
 /// A view with `leader` holding the key and these members, all running.
 pub(crate) fn cluster(leader: Option<&str>, members: &[&str]) -> Cluster {
+    cluster_with(leader, members, &[])
+}
+
+/// [`cluster`] with more raw keys (`("sync", "{..}")`).
+pub(crate) fn cluster_with(
+    leader: Option<&str>,
+    members: &[&str],
+    keys: &[(&str, &str)],
+) -> Cluster {
     let mut entries: Vec<Entry> = members
         .iter()
         .map(|name| Entry {
@@ -39,7 +48,28 @@ pub(crate) fn cluster(leader: Option<&str>, members: &[&str]) -> Cluster {
             session: None,
         });
     }
+    for (key, value) in keys {
+        entries.push(Entry {
+            key: (*key).to_owned(),
+            value: (*value).to_owned(),
+            version: "3".to_owned(),
+            session: None,
+        });
+    }
     Cluster::from_entries(&entries)
+}
+
+/// A peer's answer: reachable, running as a replica (or a primary), at LSN 1000.
+pub(crate) fn peer(name: &str, primary: bool) -> PeerStatus {
+    PeerStatus {
+        name: name.to_owned(),
+        reachable: true,
+        running: true,
+        in_recovery: !primary,
+        wal_position: 1000,
+        timeline: 2,
+        ..PeerStatus::unreachable(name)
+    }
 }
 
 /// A running replica of `upstream` on timeline 2.
