@@ -6,8 +6,10 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod cluster;
 mod dcs_conformance;
 mod etcd_capability;
+mod ha_e2e;
 mod http_capability;
 mod keeld_cli;
 mod patroni_interop;

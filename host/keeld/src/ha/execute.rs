@@ -142,6 +142,11 @@ impl Daemon {
             }
             Action::CancelInitialization => {
                 self.dcs.cancel_initialization().await?;
+                if self.memory.bootstrapped {
+                    // The bootstrap did not hold: never retry on its remains.
+                    self.memory.bootstrapped = false;
+                    self.set_aside_failed_bootstrap().await;
+                }
             }
             Action::WriteConfig => {
                 let value = self.dynamic.to_value();
@@ -190,7 +195,11 @@ impl Daemon {
                         .iter()
                         .filter_map(|m| Some((m.name.clone(), m.data.api_url.clone()?)))
                         .collect();
-                    self.dcs.write_failsafe(&Failsafe { members }).await?;
+                    let failsafe = Failsafe { members };
+                    self.dcs.write_failsafe(&failsafe).await?;
+                    // What we wrote is what we must reach if the DCS goes away
+                    // before the next read shows it.
+                    self.memory.last_failsafe = Some(failsafe);
                 }
             }
             Action::Checkpoint => {

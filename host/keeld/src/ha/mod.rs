@@ -281,17 +281,7 @@ impl Daemon {
                 if let Err(e) = self.dcs.cancel_initialization().await {
                     tracing::error!("could not remove the initialize key: {e}");
                 }
-                let _ = self.pg.stop(keel_postgres::StopMode::Immediate).await;
-                let failed = self.pg.data_dir().with_extension("failed");
-                if let Err(e) = std::fs::rename(self.pg.data_dir(), &failed) {
-                    tracing::error!("could not move the failed data directory aside: {e}");
-                } else {
-                    tracing::error!(
-                        "bootstrap failed; the data directory was moved to {}",
-                        failed.display()
-                    );
-                }
-                self.sysid = None;
+                self.set_aside_failed_bootstrap().await;
             }
             RunningAction::Clone | RunningAction::Reinitialize => {
                 let _ = self.pg.stop(keel_postgres::StopMode::Immediate).await;
@@ -306,6 +296,25 @@ impl Daemon {
             RunningAction::Start => self.memory.just_started = true,
             RunningAction::Rewind | RunningAction::Demote => {}
         }
+    }
+
+    /// Stop PostgreSQL and move a failed bootstrap's data directory aside
+    /// (`<data_dir>.failed.<time>`), as Patroni does: kept for inspection, never reused.
+    pub(crate) async fn set_aside_failed_bootstrap(&mut self) {
+        let _ = self.pg.stop(keel_postgres::StopMode::Immediate).await;
+        let failed = std::path::PathBuf::from(format!(
+            "{}.failed.{}",
+            self.pg.data_dir().display(),
+            Utc::now().timestamp()
+        ));
+        match std::fs::rename(self.pg.data_dir(), &failed) {
+            Ok(()) => tracing::error!(
+                "bootstrap failed; the data directory was moved to {}",
+                failed.display()
+            ),
+            Err(e) => tracing::error!("could not move the failed data directory aside: {e}"),
+        }
+        self.sysid = None;
     }
 
     /// SIGTERM: stop PostgreSQL (fast) and give up the lock, unless paused.

@@ -177,9 +177,23 @@ pub(crate) fn bin_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
     if let Some(dir) = &settings.postgresql.bin_dir {
         return Ok(dir.clone());
     }
+    // A directory counts only with every program Keel runs (a lone pg_ctl
+    // wrapper on PATH, as some distributions install, does not).
+    let complete = |dir: &Path| {
+        [
+            "postgres",
+            "pg_ctl",
+            "initdb",
+            "pg_controldata",
+            "pg_basebackup",
+            "pg_rewind",
+        ]
+        .iter()
+        .all(|p| dir.join(p).is_file())
+    };
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            if dir.join("pg_ctl").is_file() {
+            if complete(&dir) {
                 return Ok(dir);
             }
         }
@@ -191,7 +205,7 @@ pub(crate) fn bin_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
         .filter_map(|e| {
             let major = e.file_name().to_str()?.parse().ok()?;
             let bin = e.path().join("bin");
-            bin.join("pg_ctl").is_file().then_some((major, bin))
+            complete(&bin).then_some((major, bin))
         })
         .collect();
     versions.sort();

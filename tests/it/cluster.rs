@@ -1,0 +1,369 @@
+//! A Keel cluster on loopback for end-to-end tests: one etcd, N `keeld`
+//! members with the etcd plugin, each managing its own PostgreSQL 15.
+//!
+//! Timings are short (ttl 8 s, loop_wait 1 s, retry_timeout 3 s) so failovers
+//! happen in seconds; every wait is bounded and fails with the members' logs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_testkit::etcd::TempEtcd;
+use keel_testkit::free_port;
+use keel_tests::{PluginDir, components as c};
+use serde_json::Value;
+
+/// target/<profile>/keeld, next to the test binary's deps/ directory.
+pub(crate) fn keeld_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("keeld")
+}
+
+/// One member: its config, ports, data directory and daemon process.
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) config: PathBuf,
+    pub(crate) pg_port: u16,
+    pub(crate) api_port: u16,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) log: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Member {
+    /// The postmaster's pid, if one runs.
+    fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+}
+
+/// The cluster under test.
+pub(crate) struct Cluster {
+    pub(crate) etcd: TempEtcd,
+    pub(crate) scope: String,
+    pub(crate) members: Vec<Member>,
+    _dir: tempfile::TempDir,
+    _plugins: PluginDir,
+}
+
+/// The `bootstrap.dcs` section; `extra` is spliced in (YAML flow mapping entries).
+fn dcs_section(extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { ", " };
+    format!(
+        "{{ttl: 8, loop_wait: 1, retry_timeout: 3, maximum_lag_on_failover: 1048576{sep}{extra}, \
+         postgresql: {{use_pg_rewind: true, parameters: {{wal_log_hints: 'on', \
+         wal_keep_size: 64MB}}}}}}"
+    )
+}
+
+impl Cluster {
+    /// Start etcd and `n` members; `dcs_extra` adds dynamic-config entries
+    /// (e.g. `failsafe_mode: true`). `None` when end-to-end tests are skipped.
+    pub(crate) fn start(n: usize, dcs_extra: &str) -> Option<Self> {
+        let etcd = TempEtcd::start()?;
+        let plugins = PluginDir::with(&[c::ETCD]).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("keel-e2e-")
+            .tempdir()
+            .unwrap();
+        let scope = format!("e2e{}", free_port());
+        let sockets = dir.path().join("s");
+        std::fs::create_dir_all(&sockets).unwrap();
+        let mut members = Vec::new();
+        for i in 1..=n {
+            let name = format!("m{i}");
+            let pg_port = free_port();
+            let api_port = free_port();
+            let data_dir = dir.path().join(&name);
+            let config = dir.path().join(format!("{name}.yml"));
+            let yaml = format!(
+                "scope: {scope}\nname: {name}\n\
+                 restapi: {{listen: 127.0.0.1:{api_port}, connect_address: 127.0.0.1:{api_port}}}\n\
+                 etcd3: {{hosts: {etcd}}}\n\
+                 plugins: {{dir: {plugins}}}\n\
+                 bootstrap:\n  dcs: {dcs}\n\
+                 postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  \
+                 data_dir: {data}\n  parameters: {{unix_socket_directories: {sockets}}}\n  \
+                 pg_hba: ['local all all trust', 'host all all 127.0.0.1/32 md5', \
+                 'host replication replicator 127.0.0.1/32 md5']\n  \
+                 authentication:\n    superuser: {{username: postgres, password: pw}}\n    \
+                 replication: {{username: replicator, password: rep}}\n",
+                etcd = etcd.endpoint(),
+                plugins = plugins.path().display(),
+                dcs = dcs_section(dcs_extra),
+                data = data_dir.display(),
+                sockets = sockets.display(),
+            );
+            std::fs::write(&config, yaml).unwrap();
+            members.push(Member {
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                config,
+                pg_port,
+                api_port,
+                data_dir,
+                daemon: None,
+            });
+        }
+        let mut cluster = Self {
+            etcd,
+            scope,
+            members,
+            _dir: dir,
+            _plugins: plugins,
+        };
+        for i in 0..n {
+            cluster.start_daemon(i);
+        }
+        Some(cluster)
+    }
+
+    /// Start (or restart) member `i`'s daemon.
+    pub(crate) fn start_daemon(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let child = Command::new(keeld_binary())
+            .arg(&m.config)
+            .env("KEEL_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        m.daemon = Some(child);
+    }
+
+    /// kill -9 member `i`'s daemon and its postmaster: a hard node loss.
+    pub(crate) fn kill_node(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Some(mut child) = m.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = m.postmaster_pid() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+
+    /// SIGTERM member `i`'s daemon and wait for it (bounded).
+    pub(crate) fn stop_daemon(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Some(mut child) = m.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every member's log, for failure messages.
+    pub(crate) fn logs(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            // The daemon's own lines; PostgreSQL's server log goes to the same file.
+            let tail: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains(" UTC [") && !l.starts_with('\t'))
+                .rev()
+                .take(40)
+                .collect();
+            out.push_str(&format!(
+                "\n----- {} (last 40 daemon lines) -----\n",
+                m.name
+            ));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// `GET /patroni` of member `i` (None when it does not answer).
+    pub(crate) fn status(&self, i: usize) -> Option<Value> {
+        http_get(self.members[i].api_port, "/patroni")
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+    }
+
+    /// The HTTP status code of `GET path` on member `i`.
+    pub(crate) fn health(&self, i: usize, path: &str) -> Option<u16> {
+        http_get(self.members[i].api_port, path).map(|(code, _)| code)
+    }
+
+    /// Wait (bounded) until `check` holds, failing with the logs otherwise.
+    pub(crate) fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check(self) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The index of the member that reports itself primary and holds the lock
+    /// (health `/primary` = 200), if exactly one does.
+    pub(crate) fn leader(&self) -> Option<usize> {
+        let leaders: Vec<usize> = (0..self.members.len())
+            .filter(|i| {
+                self.members[*i].daemon.is_some() && self.health(*i, "/primary") == Some(200)
+            })
+            .collect();
+        (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    /// Members whose replica reports `replication_state: streaming`.
+    pub(crate) fn streaming_replicas(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|i| {
+                self.members[*i].daemon.is_some()
+                    && self.status(*i).is_some_and(|s| {
+                        s["role"] == "replica" && s["replication_state"] == "streaming"
+                    })
+            })
+            .collect()
+    }
+
+    /// Wait for one leader and `replicas` streaming replicas; returns the leader.
+    pub(crate) fn wait_healthy(&self, replicas: usize, timeout: Duration) -> usize {
+        self.wait_for("a leader and streaming replicas", timeout, |c| {
+            let leader = c.leader()?;
+            (c.streaming_replicas().len() >= replicas).then_some(leader)
+        })
+    }
+
+    /// A libpq connection string to member `i` as the superuser.
+    pub(crate) fn conninfo(&self, i: usize) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres password=pw dbname=postgres connect_timeout=3",
+            self.members[i].pg_port
+        )
+    }
+
+    /// Run SQL on member `i` (simple query protocol), returning the first
+    /// column of every row.
+    pub(crate) fn sql(&self, i: usize, sql: &str) -> Result<Vec<String>, String> {
+        let conninfo = self.conninfo(i);
+        let sql = sql.to_owned();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let rows = tokio::time::timeout(Duration::from_secs(10), client.simple_query(&sql))
+                .await
+                .map_err(|_| "query timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    /// Write the `failover` key (what `keelctl switchover` will do).
+    pub(crate) fn request_failover(&self, leader: Option<&str>, candidate: Option<&str>) {
+        let mut value = serde_json::Map::new();
+        if let Some(l) = leader {
+            value.insert("leader".into(), l.into());
+        }
+        if let Some(cand) = candidate {
+            value.insert("member".into(), cand.into());
+        }
+        self.etcd_put("failover", &Value::Object(value).to_string());
+    }
+
+    /// Put a key of this cluster in etcd.
+    pub(crate) fn etcd_put(&self, key: &str, value: &str) {
+        let endpoint = self.etcd.endpoint();
+        let key = format!("/service/{}/{key}", self.scope);
+        let value = value.to_owned();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut client = etcd_client::Client::connect([endpoint], None)
+                .await
+                .unwrap();
+            client.put(key, value, None).await.unwrap();
+        });
+    }
+
+    /// Get a key of this cluster from etcd.
+    pub(crate) fn etcd_get(&self, key: &str) -> Option<String> {
+        let endpoint = self.etcd.endpoint();
+        let key = format!("/service/{}/{key}", self.scope);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut client = etcd_client::Client::connect([endpoint], None).await.ok()?;
+            let resp = client.get(key, None).await.ok()?;
+            resp.kvs()
+                .first()
+                .map(|kv| kv.value_str().unwrap_or("").to_owned())
+        })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill_node(i);
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback (bounded): status code and body.
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}

@@ -1,0 +1,194 @@
+//! The HA loop end to end: real PostgreSQL 15, real etcd, the etcd plugin and
+//! three `keeld` on loopback (issue 5, part 4).
+
+use std::time::Duration;
+
+use crate::cluster::Cluster;
+
+const BOOT: Duration = Duration::from_secs(120);
+const FAILOVER: Duration = Duration::from_secs(60);
+
+fn name(c: &Cluster, i: usize) -> String {
+    c.members[i].name.clone()
+}
+
+#[test]
+fn bootstrap_failover_and_rejoin_with_rewind() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(3, "") else {
+        return;
+    };
+    let old = c.wait_healthy(2, BOOT);
+    c.sql(old, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        .unwrap();
+
+    c.kill_node(old);
+    let new = c.wait_for("a new leader after kill -9", FAILOVER, |c| {
+        c.leader().filter(|l| *l != old)
+    });
+    assert_eq!(
+        c.sql(new, "SELECT count(*) FROM t").unwrap(),
+        ["1"],
+        "{}",
+        c.logs()
+    );
+    c.sql(new, "INSERT INTO t VALUES (2)").unwrap();
+
+    c.start_daemon(old);
+    c.wait_for(
+        "the old leader to rejoin as a streaming replica",
+        BOOT,
+        |c| c.streaming_replicas().contains(&old).then_some(()),
+    );
+    c.wait_for("the rejoined node to have the new rows", FAILOVER, |c| {
+        (c.sql(old, "SELECT count(*) FROM t").ok()? == ["2"]).then_some(())
+    });
+    let history = c.etcd_get("history").unwrap_or_default();
+    assert!(
+        history.contains(&name(&c, new)),
+        "history names the new leader: {history}"
+    );
+}
+
+#[test]
+fn switchover_to_a_named_candidate_and_to_any() {
+    keel_testkit::unprivileged_test!();
+    let Some(c) = Cluster::start(3, "") else {
+        return;
+    };
+    let leader = c.wait_healthy(2, BOOT);
+    let candidate = c.streaming_replicas()[0];
+    c.request_failover(Some(&name(&c, leader)), Some(&name(&c, candidate)));
+    c.wait_for("the named candidate to lead", FAILOVER, |c| {
+        (c.leader()? == candidate).then_some(())
+    });
+    c.wait_healthy(2, BOOT);
+    assert_eq!(
+        c.etcd_get("failover").as_deref(),
+        Some("{}"),
+        "the request is cleared"
+    );
+
+    c.request_failover(Some(&name(&c, candidate)), None);
+    let third = c.wait_for("any other member to lead", FAILOVER, |c| {
+        c.leader().filter(|l| *l != candidate)
+    });
+    assert_ne!(third, candidate);
+    c.wait_healthy(2, BOOT);
+}
+
+#[test]
+fn a_failover_without_a_healthy_candidate_is_refused() {
+    keel_testkit::unprivileged_test!();
+    let Some(c) = Cluster::start(2, "") else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    c.request_failover(Some(&name(&c, leader)), Some("nobody"));
+    c.wait_for("the request to be refused and cleared", FAILOVER, |c| {
+        (c.etcd_get("failover").as_deref() == Some("{}")).then_some(())
+    });
+    let log = std::fs::read_to_string(&c.members[leader].log).unwrap();
+    assert!(
+        log.contains("switchover is not possible: candidate nobody is not healthy"),
+        "{}",
+        c.logs()
+    );
+    assert_eq!(c.leader(), Some(leader), "the leader stays");
+}
+
+#[test]
+fn pause_stops_automatic_failover_until_resumed() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(2, "") else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    let replica = 1 - leader;
+    let config = c.etcd_get("config").unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&config).unwrap();
+    value["pause"] = true.into();
+    c.etcd_put("config", &value.to_string());
+    c.wait_for("members to report pause", FAILOVER, |c| {
+        (c.status(replica)?["pause"] == true).then_some(())
+    });
+
+    c.kill_node(leader);
+    // Longer than ttl + loop_wait: without pause the replica would have taken over.
+    std::thread::sleep(Duration::from_secs(15));
+    let status = c.status(replica).unwrap();
+    assert_eq!(
+        status["role"],
+        "replica",
+        "no automatic failover in pause{}",
+        c.logs()
+    );
+
+    value["pause"] = false.into();
+    c.etcd_put("config", &value.to_string());
+    c.wait_for("the replica to take over once resumed", FAILOVER, |c| {
+        (c.leader()? == replica).then_some(())
+    });
+}
+
+#[test]
+fn strict_synchronous_mode_makes_writes_wait_without_a_sync_standby() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(2, "synchronous_mode: true, synchronous_mode_strict: true")
+    else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    let replica = 1 - leader;
+    let replica_name = name(&c, replica);
+    c.wait_for("the replica to be the synchronous standby", FAILOVER, |c| {
+        c.etcd_get("sync")?.contains(&replica_name).then_some(())
+    });
+    c.sql(leader, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        .unwrap();
+
+    c.stop_daemon(replica);
+    let err = c.sql(leader, "INSERT INTO t VALUES (2)").unwrap_err();
+    assert!(
+        err.contains("timed out"),
+        "the write waits for a standby: {err}"
+    );
+}
+
+#[test]
+fn without_failsafe_losing_etcd_demotes_the_primary() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(2, "") else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    c.etcd.kill();
+    c.wait_for("the primary to step down", FAILOVER, |c| {
+        let s = c.status(leader)?;
+        (s["role"] == "replica").then_some(())
+    });
+    c.etcd.restart();
+    c.wait_healthy(1, BOOT);
+}
+
+#[test]
+fn with_failsafe_the_primary_keeps_serving_while_etcd_is_down() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(2, "failsafe_mode: true") else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    c.wait_for("the leader to publish /failsafe", FAILOVER, |c| {
+        let fs = c.etcd_get("failsafe")?;
+        (fs.contains(&name(c, 0)) && fs.contains(&name(c, 1))).then_some(())
+    });
+    c.sql(leader, "CREATE TABLE t (v int)").unwrap();
+    c.etcd.kill();
+    // Longer than retry_timeout + ttl: without failsafe it would have stepped down.
+    std::thread::sleep(Duration::from_secs(15));
+    let status = c.status(leader).unwrap();
+    assert_eq!(status["role"], "primary", "{}", c.logs());
+    c.sql(leader, "INSERT INTO t VALUES (1)").unwrap();
+    c.etcd.restart();
+    c.wait_healthy(1, BOOT);
+}
