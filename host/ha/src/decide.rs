@@ -681,9 +681,17 @@ impl<'a> Cycle<'a> {
                 .with(Action::Follow { upstream })
                 .with(Action::TriggerRewindCheck);
         }
-        // §4.2 step 13: the first cycle after a start checks the history again;
-        // a daemon that restarted has lost any check armed before.
-        if self.obs.memory.just_started && !self.obs.memory.rewind_check {
+        // Check the history again on the first cycle after a start (§4.2 step 13;
+        // a daemon that restarted has lost any check armed before), and while the
+        // leader publishes a newer timeline than ours (Patroni's follow(): the
+        // leader's history may have changed under an unchanged upstream).
+        let behind = self
+            .cluster
+            .leader
+            .as_ref()
+            .and_then(|l| l.timeline())
+            .is_some_and(|theirs| pg.timeline != 0 && pg.timeline < theirs);
+        if (self.obs.memory.just_started || behind) && !self.obs.memory.rewind_check {
             return Plan::new(message).with(Action::TriggerRewindCheck);
         }
         Plan::new(message)
@@ -754,6 +762,25 @@ mod tests {
         // Without a start there is nothing to check.
         obs.memory.rewind_check = false;
         obs.postgres = replica(Some("n1"));
+        assert!(plan(&obs).actions.is_empty());
+    }
+
+    /// A replica behind the leader's published timeline checks its history,
+    /// even when its upstream did not change: the leader may have been rewound
+    /// and promoted again while this replica kept pointing at it (found by
+    /// keel-sim: the replica never streamed again).
+    #[test]
+    fn a_replica_behind_the_leaders_timeline_checks_for_divergence() {
+        let mut view = cluster(Some("n1"), &["n0", "n1"]);
+        if let Some(leader) = view.leader.as_mut() {
+            leader.member.data.timeline = Some(3);
+        }
+        let obs = observation("n0", view.clone(), replica(Some("n1")));
+        assert_eq!(plan(&obs).actions, [Action::TriggerRewindCheck]);
+        if let Some(leader) = view.leader.as_mut() {
+            leader.member.data.timeline = Some(2);
+        }
+        let obs = observation("n0", view, replica(Some("n1")));
         assert!(plan(&obs).actions.is_empty());
     }
 }

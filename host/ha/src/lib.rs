@@ -22,7 +22,9 @@
 //! * [`Memory`] is the executor's to maintain: `has_lock`/`lock_refreshed_at`
 //!   after every lock answer and [`Action::ReleaseLock`]; `bootstrapped` set when a
 //!   [`Action::Bootstrap`] succeeded and cleared once [`Action::TakeLock`] did;
-//!   `just_started` set for the one cycle after a start finished; `rewind_check`
+//!   `just_started` set for the one cycle after a start finished, and for
+//!   a new daemon's first cycle that finds PostgreSQL running (Patroni's `on_start`,
+//!   which re-arms the rewind check the old daemon may have lost); `rewind_check`
 //!   set by [`Action::TriggerRewindCheck`] and every demotion, cleared once the
 //!   divergence was found to be none or a rewind succeeded; `previous_members`
 //!   from the last view that had a leader; `last_failsafe` from every successful

@@ -200,7 +200,8 @@ pub struct Memory {
     /// This node won the `initialize` race and ran the bootstrap: the next cycle
     /// finishes it (sysid, config, leader key).
     pub bootstrapped: bool,
-    /// The last cycle (re)started PostgreSQL; this one checks that it came up.
+    /// The last cycle (re)started PostgreSQL; this one checks that it came up (also
+    /// set on a new daemon's first cycle that finds PostgreSQL running).
     pub just_started: bool,
     /// The daemon believes it holds the leader lock (last acquire/refresh succeeded).
     pub has_lock: bool,
