@@ -65,6 +65,11 @@ impl World {
             Some(fl) => fl,
             None => {
                 self.report.cycles += 1;
+                let node = &mut self.nodes[i];
+                if std::mem::take(&mut node.fresh) && node.pg.running() {
+                    // Patroni's `on_start` on a new daemon's first cycle.
+                    node.memory.just_started = true;
+                }
                 InFlight {
                     started: now,
                     cluster: None,

@@ -127,6 +127,8 @@ pub(crate) struct Node {
     pub(crate) watchdog: Watchdog,
     /// The last dynamic configuration read (version, value).
     pub(crate) config: (Option<String>, DynamicConfig),
+    /// A new daemon that has not run a cycle yet.
+    pub(crate) fresh: bool,
     /// The last plan's message, to log only changes.
     pub(crate) last_message: String,
 }
@@ -149,6 +151,7 @@ impl Node {
             running: None,
             watchdog: Watchdog::default(),
             config: (None, config),
+            fresh: true,
             last_message: String::new(),
         }
     }

@@ -236,6 +236,7 @@ impl World {
         node.inflight = None;
         node.next_cycle = first_cycle;
         node.stalled_until = 0;
+        node.fresh = true;
         node.last_message.clear();
         let name = node.name.clone();
         self.trace.push(self.now, &name, "daemon started");
