@@ -2,10 +2,8 @@
 # Sets everything up and runs a local 3-member Keel cluster on loopback:
 # one etcd, three keeld (pg1..pg3) with the etcd plugin, all as the unprivileged
 # user `keel`. State lives in .keel-local/ (kept between runs); Ctrl-C stops it all.
-#
-# Until the HA loop lands (issue 5) the members load and configure their plugins,
-# report what they were granted and keep reading the cluster from etcd; PostgreSQL
-# management joins as it lands.
+# The first member to win the initialize race bootstraps PostgreSQL; the others
+# clone it and stream. Kill one (kill -9 its keeld and postgres) to watch a failover.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -14,7 +12,7 @@ bash scripts/setup.sh
 state="$here/.keel-local"
 KEEL_USER="${KEEL_TEST_USER:-keel}"
 ETCD_PORT="${KEEL_ETCD_PORT:-23790}"
-mkdir -p "$state/plugins" "$state/logs"
+mkdir -p "$state/plugins" "$state/logs" "$state/data"
 
 echo "== building keeld and the plugins"
 cargo build -p keeld
@@ -66,12 +64,23 @@ etcd3:
 plugins:
   dir: $state/plugins
 bootstrap:
-  dcs: {ttl: 30, loop_wait: 10, retry_timeout: 10}
+  dcs:
+    ttl: 30
+    loop_wait: 10
+    retry_timeout: 10
+    postgresql:
+      use_pg_rewind: true
+      parameters: {wal_log_hints: 'on'}
 postgresql:
   listen: 127.0.0.1:$((5441 + n - 1))
   connect_address: 127.0.0.1:$((5441 + n - 1))
   data_dir: $state/data/pg$n
   bin_dir: /usr/lib/postgresql/15/bin
+  parameters: {unix_socket_directories: $state/data}
+  pg_hba:
+    - local all all trust
+    - host all all 127.0.0.1/32 md5
+    - host replication replicator 127.0.0.1/32 md5
   authentication:
     superuser: {username: postgres, password: postgres}
     replication: {username: replicator, password: rep}
@@ -82,8 +91,9 @@ done
 cat <<MSG
 
 Keel local cluster keel-local is starting: members pg1..pg3, etcd at 127.0.0.1:$ETCD_PORT.
-  connect (once PostgreSQL is managed): postgresql://postgres:postgres@127.0.0.1:5441,127.0.0.1:5442,127.0.0.1:5443/postgres?target_session_attrs=read-write
-  watch the DCS:   ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$ETCD_PORT get --prefix /service/keel-local/
+  connect:         postgresql://postgres:postgres@127.0.0.1:5441,127.0.0.1:5442,127.0.0.1:5443/postgres?target_session_attrs=read-write
+  watch it:        curl -s 127.0.0.1:8008/patroni; /opt/keel/patroni-venv/bin/patronictl -c $state/pg1.yml list
+  the DCS keys:    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$ETCD_PORT get --prefix /service/keel-local/
   configs:         $state/pg{1,2,3}.yml   logs: $state/logs/
   stop:            Ctrl-C
 MSG
