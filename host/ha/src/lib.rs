@@ -28,11 +28,18 @@
 //!   set by [`Action::TriggerRewindCheck`] and every demotion, cleared once the
 //!   divergence was found to be none or a rewind succeeded; `previous_members`
 //!   from the last view that had a leader; `last_failsafe` from every successful
-//!   read; `ssn_changed_at_lsn` = the primary's flush LSN when
+//!   read and every successful [`Action::WriteFailsafe`] (the members just written
+//!   are the ones a failsafe leader must reach; Patroni's `_last_failsafe`);
+//!   `ssn_changed_at_lsn` = the primary's flush LSN when
 //!   [`Action::SetSynchronousStandbyNames`] changed the value.
 //! * [`Postgres::divergence`] is computed (against the leader) whenever
 //!   `rewind_check` is set and another member holds the leader key.
 //! * A [`Action::Demote`] while a long action runs aborts that action first.
+//! * A watchdog, if there is one, is armed and kept alive after every `Held` lock
+//!   answer (and every [`FailsafeAnswer::AllAccepted`]) while PostgreSQL runs,
+//!   starts or is being promoted as a primary, and disabled when PostgreSQL stops
+//!   or the cluster is paused. Arming it only once the primary runs leaves a
+//!   window in which a frozen host outlives its lease.
 #![deny(missing_docs)]
 
 mod decide;

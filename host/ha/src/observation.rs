@@ -214,8 +214,8 @@ pub struct Memory {
     pub rewind_check: bool,
     /// Members of the last view that had a leader (the race considers them too).
     pub previous_members: Vec<PreviousMember>,
-    /// The last `/failsafe` read (the members a failsafe leader must reach when
-    /// the DCS is down).
+    /// The last `/failsafe` read or written (the members a failsafe leader must
+    /// reach when the DCS is down).
     pub last_failsafe: Option<Failsafe>,
     /// The leader that announced itself with `POST /failsafe`, if recent.
     pub failsafe_leader: Option<FailsafeLeader>,

@@ -88,19 +88,23 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
     if c.paused() || obs.me.nofailover() {
         return Ok((false, plan));
     }
-    let in_sync = c.cluster.sync.matches(me, true);
-    if let Some(f) = failover {
-        if f.leader.is_some() && c.sync_active() && !obs.config.quorum_mode() && !in_sync {
-            return Ok((false, plan));
-        }
-        return Ok((manual_failover_no_leader(c, f)? == Verdict::Yes, plan));
-    }
+    // Before the failover key (Patroni checks it after): a primary running on
+    // in failsafe mode only reaches the members in `/failsafe`, so nobody else
+    // may take over, requested or not (found by keel-sim: a pending switchover
+    // let an unlisted node promote next to the failsafe primary).
     if obs.config.failsafe_mode
         && let Some(fs) = &c.cluster.failsafe
         && !fs.members.is_empty()
         && !fs.members.contains_key(me)
     {
         return Ok((false, plan));
+    }
+    let in_sync = c.cluster.sync.matches(me, true);
+    if let Some(f) = failover {
+        if f.leader.is_some() && c.sync_active() && !obs.config.quorum_mode() && !in_sync {
+            return Ok((false, plan));
+        }
+        return Ok((manual_failover_no_leader(c, f)? == Verdict::Yes, plan));
     }
     if c.sync_active() && !obs.config.quorum_mode() && !in_sync {
         return Ok((false, plan));
@@ -139,12 +143,14 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
         if c.sync_active() && !c.obs.config.quorum_mode() && !c.cluster.sync.matches(me, true) {
             return Ok(Verdict::No);
         }
-        // A switchover candidate outside `/sync` may not race: waiting for it
-        // would block every election (found by keel-sim).
-        let may_race = f.leader.is_none()
-            || !c.sync_active()
-            || c.obs.config.quorum_mode()
-            || c.cluster.sync.matches(candidate, true);
+        // A candidate that may not race (a switchover candidate outside
+        // `/sync`, or outside a non-empty `/failsafe`) would block every
+        // election if we waited for it (found by keel-sim).
+        let outside_sync = f.leader.is_some()
+            && c.sync_active()
+            && !c.obs.config.quorum_mode()
+            && !c.cluster.sync.matches(candidate, true);
+        let may_race = !outside_sync && !outside_failsafe(c, candidate);
         if may_race && c.cluster.member(candidate).is_some() {
             let usable = peers(c)?
                 .iter()
@@ -169,6 +175,15 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
     } else {
         Verdict::No
     })
+}
+
+/// Failsafe mode and a non-empty `/failsafe` without `name`: it may not race.
+fn outside_failsafe(c: &Cycle<'_>, name: &str) -> bool {
+    c.obs.config.failsafe_mode
+        && c.cluster
+            .failsafe
+            .as_ref()
+            .is_some_and(|fs| !fs.members.is_empty() && !fs.members.contains_key(name))
 }
 
 /// No peer answered as a running primary, and the former leader named by a
@@ -206,7 +221,9 @@ fn healthiest_among(
     if check_lag && optime > mine && optime - mine > cfg.maximum_lag_on_failover {
         return Ok(false);
     }
-    if cfg.check_timeline && !cfg.is_standby_cluster() && pg.timeline < c.cluster.timeline() {
+    let timeline_floor =
+        (cfg.check_timeline && !cfg.is_standby_cluster()).then(|| c.cluster.timeline());
+    if timeline_floor.is_some_and(|floor| pg.timeline < floor) {
         return Ok(false);
     }
     let sync = &c.cluster.sync;
@@ -224,6 +241,12 @@ fn healthiest_among(
         }
         if p.running && !p.in_recovery {
             return Ok(false);
+        }
+        // A peer that may not race itself (behind the cluster timeline with
+        // check_timeline, or left out of a non-empty `/failsafe`) must not stop
+        // us either: otherwise nobody wins (found by keel-sim).
+        if timeline_floor.is_some_and(|floor| p.timeline < floor) || outside_failsafe(c, &p.name) {
+            continue;
         }
         let former_leader = sync_active && sync.leader_matches(&p.name);
         if p.wal_position > mine {
@@ -268,7 +291,7 @@ pub(crate) fn failover_possible(
         .members
         .iter()
         .filter(|m| m.name != c.me() && m.data.api_url.is_some())
-        .filter(|m| !tags_of(m).nofailover())
+        .filter(|m| !tags_of(m).nofailover() && !outside_failsafe(c, &m.name))
         .filter(|m| !c.sync_active() || without_leader || sync.matches(&m.name, false))
         .filter(|m| candidate.is_none_or(|cand| cand == m.name))
         .map(|m| m.name.as_str())
@@ -321,6 +344,87 @@ mod tests {
         obs.config.synchronous_mode = SynchronousMode::On;
         obs.answers.peers = Some(vec![peer("n0", false)]);
         assert_eq!(decide(&obs), Decision::Ask(Question::AcquireLock));
+    }
+
+    /// With check_timeline, a peer ahead in LSN but behind the cluster timeline
+    /// (it cannot win) does not stop a node on the current timeline: both
+    /// refused and no leader was ever elected (found by keel-sim).
+    #[test]
+    fn a_peer_on_an_abandoned_timeline_does_not_block_the_race() {
+        let view = cluster_with(
+            None,
+            &["n0", "n1"],
+            &[("history", r#"[[1,100,"r"],[2,500,"r"]]"#)],
+        );
+        let mut pg = replica(None);
+        pg.timeline = 3;
+        let mut obs = observation("n1", view, pg);
+        obs.config.check_timeline = true;
+        let mut ahead = peer("n0", false);
+        ahead.wal_position = 2000;
+        obs.answers.peers = Some(vec![ahead.clone()]);
+        assert_eq!(decide(&obs), Decision::Ask(Question::AcquireLock));
+        // On the current timeline, the peer ahead wins instead.
+        ahead.timeline = 3;
+        obs.answers.peers = Some(vec![ahead]);
+        assert_ne!(decide(&obs), Decision::Ask(Question::AcquireLock));
+    }
+
+    /// In failsafe mode a peer left out of `/failsafe` may not race, so its
+    /// WAL does not stop a listed node (found by keel-sim: no leader ever).
+    #[test]
+    fn a_peer_outside_failsafe_does_not_block_the_race() {
+        let view = cluster_with(
+            None,
+            &["n0", "n1"],
+            &[("failsafe", r#"{"n1":"http://n1:8008/patroni"}"#)],
+        );
+        let mut obs = observation("n1", view, replica(None));
+        obs.config.failsafe_mode = true;
+        let mut ahead = peer("n0", false);
+        ahead.wal_position = 2000;
+        obs.answers.peers = Some(vec![ahead]);
+        assert_eq!(decide(&obs), Decision::Ask(Question::AcquireLock));
+    }
+
+    /// A switchover candidate outside `/failsafe` may not race, so the listed
+    /// former leader takes over instead of waiting for it (found by keel-sim).
+    #[test]
+    fn a_candidate_outside_failsafe_does_not_block_the_race() {
+        let view = cluster_with(
+            None,
+            &["n0", "n1"],
+            &[
+                ("failsafe", r#"{"n0":"http://n0:8008/patroni"}"#),
+                ("failover", r#"{"leader":"n0","member":"n1"}"#),
+            ],
+        );
+        let mut obs = observation("n0", view, replica(None));
+        obs.config.failsafe_mode = true;
+        obs.answers.peers = Some(vec![peer("n1", false)]);
+        assert_eq!(decide(&obs), Decision::Ask(Question::AcquireLock));
+    }
+
+    /// In failsafe mode a node missing from `/failsafe` may not race even
+    /// with a switchover request pending: the former primary may still run in
+    /// failsafe, reaching only the listed members (found by keel-sim).
+    #[test]
+    fn failsafe_membership_goes_before_the_failover_key() {
+        let view = cluster_with(
+            None,
+            &["n0", "n1", "n2"],
+            &[
+                (
+                    "failsafe",
+                    r#"{"n1":"http://n1:8008/patroni","n2":"http://n2:8008/patroni"}"#,
+                ),
+                ("failover", r#"{"leader":"n2","member":"n1"}"#),
+            ],
+        );
+        let mut obs = observation("n0", view, replica(None));
+        obs.config.failsafe_mode = true;
+        obs.answers.peers = Some(vec![PeerStatus::unreachable("n1")]);
+        assert!(matches!(decide(&obs), Decision::Act(_)));
     }
 
     /// Paused, a switchover candidate takes over only once the former primary
