@@ -407,6 +407,9 @@ impl World {
         } else {
             FailsafeAnswer::NotAll
         };
+        let asked: Vec<&str> = requests.iter().map(|r| r.name.as_str()).collect();
+        let line = format!("POST /failsafe to {asked:?}: {answer:?}");
+        self.trace.push(self.now, &me, line);
         (answer, answered)
     }
 
@@ -505,7 +508,11 @@ impl World {
             .running
             .as_ref()
             .is_some_and(|r| r.action == crate::node::Long::Promote);
-        let leading = node.pg.is_primary() || promoting;
+        // Armed as soon as PostgreSQL starts as a primary, not only once it
+        // runs: a host frozen right after the start must still be reset.
+        let leading = (node.pg.role == keel_ha::PgRole::Primary
+            && !matches!(node.pg.proc, Proc::Stopped { .. }))
+            || promoting;
         if obs.config.pause || matches!(node.pg.proc, Proc::Stopped { .. }) {
             node.watchdog.active = false;
         } else if kept && leading {

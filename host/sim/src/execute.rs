@@ -141,11 +141,14 @@ impl World {
                         }
                     }
                 }
-                fs.members.insert(name, self.nodes[i].api_url());
+                fs.members.insert(name.clone(), self.nodes[i].api_url());
                 let value = fs.render();
                 if self.dcs.value("failsafe") != Some(value.as_str()) {
+                    self.trace
+                        .push(self.now, &name, format!("failsafe = {value}"));
                     self.dcs.put("failsafe", value, None);
                 }
+                self.nodes[i].memory.last_failsafe = Some(fs);
             }
             Action::Checkpoint => {}
             Action::Bootstrap => self.start_long(i, Long::Bootstrap)?,

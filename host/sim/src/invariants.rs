@@ -6,7 +6,8 @@
 //!    the current leader (the leader key holder, once it runs as primary).
 //! 3. Liveness: within [`Bounds`] of the end of a fault phase there is exactly
 //!    one primary and it holds the leader key; then every other node streams
-//!    from it; and this holds until the next fault phase.
+//!    from it; and this holds until the next fault phase. Paused, a node whose
+//!    PostgreSQL is stopped is exempt (Patroni never starts it in pause).
 //!
 //! A watchdog reset or a host coming back after the phase ended counts as part
 //! of the faults: the bounds are measured from the last such event.
@@ -250,11 +251,16 @@ impl World {
         (primaries == [holder] && self.nodes[holder].frozen == 0).then_some(holder)
     }
 
+    /// Every other node streams from `leader`. Paused, a node whose PostgreSQL
+    /// is stopped is left alone (a paused cluster never starts PostgreSQL).
     fn all_follow(&self, leader: usize) -> bool {
         let name = &self.nodes[leader].name;
+        let paused = self.cfg.mode == Mode::Pause;
         (0..self.nodes.len()).filter(|j| *j != leader).all(|j| {
-            self.streams_from(j) == Some(leader)
-                && self.nodes[j].pg.upstream.as_deref() == Some(name.as_str())
+            let node = &self.nodes[j];
+            (paused && matches!(node.pg.proc, Proc::Stopped { .. }))
+                || (self.streams_from(j) == Some(leader)
+                    && node.pg.upstream.as_deref() == Some(name.as_str()))
         })
     }
 
