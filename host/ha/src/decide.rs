@@ -536,6 +536,9 @@ impl<'a> Cycle<'a> {
                     return Ok(plan.then(next.actions).message_from(next.message));
                 }
                 Some(LockAnswer::NotHeld) => {
+                    if self.acts_as_primary() && self.paused() {
+                        return Ok(plan.message_from("continue to run as primary without lock"));
+                    }
                     if self.acts_as_primary() {
                         return Ok(plan
                             .with(Action::Demote {
@@ -562,6 +565,11 @@ impl<'a> Cycle<'a> {
                     .is_some()
         {
             plan = plan.with(Action::TriggerRewindCheck);
+        }
+        // Paused, nothing is demoted (Patroni's follow()): a paused primary that
+        // demoted here left the cluster without one (found by keel-sim).
+        if self.acts_as_primary() && self.paused() {
+            return Ok(plan.message_from("continue to run as primary without lock"));
         }
         let message = match (obs.me.nofailover(), self.acts_as_primary()) {
             (true, true) => "demoting self because I am not allowed to become primary",
@@ -763,6 +771,45 @@ mod tests {
         obs.memory.rewind_check = false;
         obs.postgres = replica(Some("n1"));
         assert!(plan(&obs).actions.is_empty());
+    }
+
+    /// Paused, a primary without the key is never demoted, and one whose
+    /// switchover request was not carried out (it lost the key first) drops the
+    /// request and takes the key back: demoting it left a paused cluster with
+    /// no primary when the candidate was stopped (found by keel-sim).
+    #[test]
+    fn a_paused_primary_keeps_running_and_retakes_the_key() {
+        let view = crate::testing::cluster_with(
+            None,
+            &["n0", "n1"],
+            &[("failover", r#"{"leader":"n1","member":"n0"}"#)],
+        );
+        let mut pg = replica(None);
+        pg.role = crate::observation::PgRole::Primary;
+        let mut obs = observation("n1", view, pg);
+        obs.config.pause = true;
+        obs.answers.peers = Some(vec![crate::testing::peer("n0", false)]);
+        assert_eq!(decide(&obs), Decision::Ask(Question::AcquireLock));
+        obs.answers.acquire = Some(LockAnswer::NotHeld);
+        let p = plan(&obs);
+        assert!(
+            !p.actions.iter().any(|a| matches!(a, Action::Demote { .. })),
+            "{p:?}"
+        );
+        // Not the named leader: no key, but still no demotion.
+        let view = crate::testing::cluster_with(
+            None,
+            &["n0", "n1"],
+            &[("failover", r#"{"member":"n0"}"#)],
+        );
+        obs.cluster = Ok(view);
+        obs.answers = Default::default();
+        obs.answers.peers = Some(vec![crate::testing::peer("n0", false)]);
+        let p = plan(&obs);
+        assert!(
+            !p.actions.iter().any(|a| matches!(a, Action::Demote { .. })),
+            "{p:?}"
+        );
     }
 
     /// A replica behind the leader's published timeline checks its history,

@@ -133,7 +133,11 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
             return Ok(Verdict::Yes);
         }
         if c.paused() {
-            if c.cluster.member(candidate).is_none() && c.acts_as_primary() {
+            // The primary named as the former leader lost its key before it
+            // could carry the switchover out: the request is void (found by
+            // keel-sim; waiting for it left the cluster without a key holder).
+            let void = c.cluster.member(candidate).is_none() || f.leader.as_deref() == Some(me);
+            if void && c.acts_as_primary() {
                 return Ok(Verdict::Continue(vec![Action::ClearFailover {
                     version: f.version.clone(),
                 }]));
