@@ -232,11 +232,11 @@ impl World {
             DcsOp::Read => {
                 let cluster = Cluster::from_entries(&self.dcs.entries());
                 let node = &mut self.nodes[i];
-                if let Some(c) = cluster.config.as_ref().filter(|c| c.is_usable()) {
-                    if node.config.0.as_deref() != Some(c.version.as_str()) {
-                        let parsed = keel_config::DynamicConfig::from_json_lenient(&c.raw).0;
-                        node.config = (Some(c.version.clone()), parsed);
-                    }
+                if let Some(c) = cluster.config.as_ref().filter(|c| c.is_usable())
+                    && node.config.0.as_deref() != Some(c.version.as_str())
+                {
+                    let parsed = keel_config::DynamicConfig::from_json_lenient(&c.raw).0;
+                    node.config = (Some(c.version.clone()), parsed);
                 }
                 if cluster.leader.is_some() {
                     node.memory.previous_members = cluster

@@ -59,11 +59,11 @@ impl Dcs {
 
     /// Keep `lease` alive for `ttl`, or grant a new one if it is gone.
     pub(crate) fn keepalive(&mut self, lease: Option<u64>, now: Ms, ttl: Ms) -> u64 {
-        if let Some(id) = lease {
-            if let Some(expiry) = self.leases.get_mut(&id) {
-                *expiry = now + ttl;
-                return id;
-            }
+        if let Some(id) = lease
+            && let Some(expiry) = self.leases.get_mut(&id)
+        {
+            *expiry = now + ttl;
+            return id;
         }
         self.next_lease += 1;
         let id = self.next_lease;

@@ -226,12 +226,12 @@ impl World {
             return;
         }
         pg.ssn = names.to_owned();
-        if pg.is_primary() {
-            if let Some(wal) = pg.wal_mut() {
-                let lsn = wal.end();
-                wal.append(8);
-                self.nodes[i].memory.ssn_changed_at_lsn = lsn;
-            }
+        if pg.is_primary()
+            && let Some(wal) = pg.wal_mut()
+        {
+            let lsn = wal.end();
+            wal.append(8);
+            self.nodes[i].memory.ssn_changed_at_lsn = lsn;
         }
     }
 

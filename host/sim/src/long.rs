@@ -231,10 +231,8 @@ impl World {
         let uid = self.uid();
         let pg = &mut self.nodes[i].pg;
         pg.proc = Proc::Running;
-        if as_primary {
-            if let Some(wal) = pg.wal_mut() {
-                wal.new_writer(uid, None);
-            }
+        if as_primary && let Some(wal) = pg.wal_mut() {
+            wal.new_writer(uid, None);
         }
         let role = if as_primary { "primary" } else { "replica" };
         self.trace

@@ -70,10 +70,11 @@ impl Pg {
 
     /// Stop the postmaster. A fast stop of a primary writes a shutdown checkpoint.
     pub(crate) fn stop(&mut self, fast: bool) {
-        if fast && self.is_primary() {
-            if let Some(wal) = self.wal_mut() {
-                wal.append(SHUTDOWN_CHECKPOINT);
-            }
+        if fast
+            && self.is_primary()
+            && let Some(wal) = self.wal_mut()
+        {
+            wal.append(SHUTDOWN_CHECKPOINT);
         }
         self.proc = Proc::Stopped { crashed: false };
     }
@@ -112,15 +113,15 @@ impl SyncRule {
         if s == "*" {
             return Self::Any(1);
         }
-        if let Some((n, rest)) = s.split_once(' ') {
-            if let Ok(n) = n.parse::<usize>() {
-                let inner = rest.trim().trim_start_matches('(').trim_end_matches(')');
-                let names: Vec<String> = inner.split(',').map(unquote).collect();
-                if names.iter().any(|n| n == "*") {
-                    return Self::Any(n);
-                }
-                return Self::First(n, names);
+        if let Some((n, rest)) = s.split_once(' ')
+            && let Ok(n) = n.parse::<usize>()
+        {
+            let inner = rest.trim().trim_start_matches('(').trim_end_matches(')');
+            let names: Vec<String> = inner.split(',').map(unquote).collect();
+            if names.iter().any(|n| n == "*") {
+                return Self::Any(n);
             }
+            return Self::First(n, names);
         }
         Self::First(1, vec![unquote(s)])
     }

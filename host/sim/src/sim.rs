@@ -208,10 +208,10 @@ impl World {
         node.inflight = None;
         node.watchdog = Default::default();
         node.pg.crash();
-        if let Some(run) = node.running.take() {
-            if run.action.destroys_data_when_killed() {
-                node.pg.data = None;
-            }
+        if let Some(run) = node.running.take()
+            && run.action.destroys_data_when_killed()
+        {
+            node.pg.data = None;
         }
         self.pending[i].clear();
     }
