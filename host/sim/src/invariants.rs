@@ -23,12 +23,21 @@ use crate::{Mode, Ms, STEP_MS};
 
 /// How long after the faults end the cluster must have recovered.
 ///
-/// `leader_ms` = `ttl` (a key on a lease nobody renews runs out) + 2 ×
-/// `loop_wait` (one cycle to start PostgreSQL, one to race and promote) +
-/// the longest start and promotion + 2 steps.
-/// `follow_ms` = `leader_ms` + 3 × `loop_wait` (demote, rewind check, rewind
-/// or re-clone, start) + the longest demotion (stop and restart), pg_rewind,
-/// clone and start.
+/// `leader_ms` = `ttl` + `loop_wait` + the longest start + the longest
+/// promotion + 2 steps. A leader key whose holder stopped renewing it expires
+/// within `ttl`, and the DCS watch wakes the others at once; a node that must
+/// first start PostgreSQL does so in its next cycle and races in the one after
+/// (2 × `loop_wait` + start, which `ttl` + `loop_wait` + start covers since
+/// `loop_wait` < `ttl`); then the promotion.
+///
+/// `follow_ms` = `leader_ms` + 4 × `loop_wait` + the longest demotion (stop and
+/// restart), pg_rewind, clone and start: the slowest path of a former primary
+/// is a cycle to arm the rewind check, one to run pg_rewind, one to
+/// re-initialize after a failed rewind and one to start PostgreSQL.
+///
+/// The action times are the simulation's (see `long::durations`): a start
+/// takes at most 3 s, a promotion 1.5 s, a demotion 3.5 s, pg_rewind 5 s, a
+/// clone 8 s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bounds {
     /// To one primary holding the leader key (ms).
@@ -42,9 +51,9 @@ impl Bounds {
         let ttl = u64::from(cfg.ttl) * 1000;
         let loop_wait = u64::from(cfg.loop_wait) * 1000;
         let leader_ms =
-            ttl + 2 * loop_wait + durations::START.end + durations::PROMOTE.end + 2 * STEP_MS;
+            ttl + loop_wait + durations::START.end + durations::PROMOTE.end + 2 * STEP_MS;
         let follow_ms = leader_ms
-            + 3 * loop_wait
+            + 4 * loop_wait
             + durations::STOP_GRACEFUL.end
             + durations::RESTART.end
             + durations::REWIND.end
@@ -62,6 +71,7 @@ impl Bounds {
 struct Quiet {
     since: Ms,
     until: Ms,
+    led: bool,
     converged: bool,
 }
 
@@ -88,6 +98,7 @@ impl Checker {
             quiet: Some(Quiet {
                 since: 0,
                 until: first_phase,
+                led: false,
                 converged: false,
             }),
         }
@@ -108,6 +119,7 @@ impl Checker {
         self.quiet = Some(Quiet {
             since: now,
             until: next_phase,
+            led: false,
             converged: false,
         });
     }
@@ -116,6 +128,7 @@ impl Checker {
     pub(crate) fn disturbed(&mut self, now: Ms) {
         if let Some(q) = &mut self.quiet {
             q.since = q.since.max(now);
+            q.led = false;
             q.converged = false;
         }
     }
@@ -206,9 +219,15 @@ impl World {
             self.checker.quiet = None;
             return Ok(());
         }
-        let (since, was_converged) = (q.since, q.converged);
+        let (since, had_led, was_converged) = (q.since, q.led, q.converged);
         let leader = self.single_leader();
         let converged = leader.is_some_and(|l| self.all_follow(l));
+        if leader.is_some() && !had_led {
+            if let Some(q) = &mut self.checker.quiet {
+                q.led = true;
+            }
+            self.report.max_leader_ms = self.report.max_leader_ms.max(now - since);
+        }
         if converged && !was_converged {
             if let Some(q) = &mut self.checker.quiet {
                 q.converged = true;

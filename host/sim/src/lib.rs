@@ -119,6 +119,10 @@ pub struct SimConfig {
     /// pg_rewind can tell the histories apart: the simulation reports the
     /// replica that then streams a foreign history.
     pub archive: bool,
+    /// A broken PostgreSQL that acknowledges commits without waiting for its
+    /// synchronous standbys: only to show that the strict-mode check sees the
+    /// commits a failover then loses.
+    pub ack_without_standbys: bool,
     /// Inject faults (otherwise only the bootstrap and steady state run).
     pub faults: bool,
     /// Keep every event, not only the last ones (for replaying one seed).
@@ -135,6 +139,7 @@ impl SimConfig {
             mode,
             watchdog: true,
             archive: true,
+            ack_without_standbys: false,
             faults: true,
             trace_all: false,
         }
@@ -172,6 +177,9 @@ pub struct Report {
     pub watchdog_resets: u64,
     /// Liveness checks passed (one per fault phase).
     pub converged: u64,
+    /// The longest time from the end of a fault phase to one primary holding
+    /// the leader key.
+    pub max_leader_ms: u64,
     /// The longest time from the end of a fault phase to a converged cluster.
     pub max_convergence_ms: u64,
     /// The bounds the liveness invariant used.

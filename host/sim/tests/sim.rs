@@ -102,3 +102,15 @@ fn the_checker_catches_timeline_collisions_without_an_archive() {
     })
     .expect("two promotions from one timeline collide without an archive");
 }
+
+/// A PostgreSQL that acknowledges commits before its synchronous standby has
+/// them loses acknowledged commits on failover: the strict-mode check must see it.
+#[test]
+fn the_checker_catches_lost_commits_in_strict_mode() {
+    find(40, "acknowledged commit lost", |seed| {
+        let mut c = SimConfig::new(seed, Mode::SyncStrict).steps(8_000).nodes(3);
+        c.ack_without_standbys = true;
+        c
+    })
+    .expect("acknowledging before the standby has the commit loses commits");
+}

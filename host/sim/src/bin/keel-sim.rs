@@ -20,10 +20,11 @@ struct Args {
     modes: Vec<Mode>,
     watchdog: bool,
     archive: bool,
+    verbose: bool,
 }
 
 const USAGE: &str = "usage: keel-sim [--seeds N] [--first-seed N] [--seed N] [--steps N] \
-                     [--nodes N] [--mode async|sync|strict|failsafe|pause] [--no-watchdog] [--no-archive]";
+                     [--nodes N] [--mode async|sync|strict|failsafe|pause] [--no-watchdog] [--no-archive] [--verbose]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -35,6 +36,7 @@ fn parse() -> Result<Args, String> {
         modes: Vec::new(),
         watchdog: true,
         archive: true,
+        verbose: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +55,7 @@ fn parse() -> Result<Args, String> {
             }
             "--no-watchdog" => args.watchdog = false,
             "--no-archive" => args.archive = false,
+            "--verbose" => args.verbose = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -112,13 +115,36 @@ fn main() -> ExitCode {
     }
     let started = Instant::now();
     let (mut runs, mut failures, mut steps) = (0u64, 0u64, 0u64);
-    let mut max_convergence = 0;
+    let (mut max_leader, mut max_convergence) = (0, 0);
+    // The largest share of its bound a run needed (leader, everyone following).
+    let (mut leader_share, mut follow_share) = (0f64, 0f64);
     for seed in args.first_seed..args.first_seed + args.seeds {
         for mode in &args.modes {
             runs += 1;
             match Simulation::new(config(&args, seed, *mode)).run() {
                 Ok(report) => {
                     steps += report.steps;
+                    if args.verbose {
+                        let b = report.bounds;
+                        let _ = writeln!(
+                            out,
+                            "seed {seed} {}: ok, {} promotions, {} faults; leader after {:.1}s \
+                             (bound {:.1}s), everyone following after {:.1}s (bound {:.1}s)",
+                            mode.name(),
+                            report.promotions,
+                            report.faults,
+                            report.max_leader_ms as f64 / 1000.0,
+                            b.leader_ms as f64 / 1000.0,
+                            report.max_convergence_ms as f64 / 1000.0,
+                            b.follow_ms as f64 / 1000.0,
+                        );
+                    }
+                    max_leader = max_leader.max(report.max_leader_ms);
+                    let b = report.bounds;
+                    leader_share =
+                        leader_share.max(report.max_leader_ms as f64 / b.leader_ms as f64);
+                    follow_share =
+                        follow_share.max(report.max_convergence_ms as f64 / b.follow_ms as f64);
                     max_convergence = max_convergence.max(report.max_convergence_ms);
                 }
                 Err(v) => {
@@ -133,9 +159,13 @@ fn main() -> ExitCode {
     let _ = writeln!(
         out,
         "{runs} runs, {failures} failed, {steps} steps in {secs:.1}s ({:.0} steps/s); \
-         slowest convergence after faults {:.1}s",
+         after the faults: a leader within {:.1}s ({:.0}% of its bound at most), everyone \
+         following within {:.1}s ({:.0}%)",
         steps as f64 / secs.max(1e-9),
-        max_convergence as f64 / 1000.0
+        max_leader as f64 / 1000.0,
+        leader_share * 100.0,
+        max_convergence as f64 / 1000.0,
+        follow_share * 100.0
     );
     if failures > 0 {
         ExitCode::FAILURE
