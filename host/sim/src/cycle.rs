@@ -10,15 +10,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 use keel_ha::{
-    Answers, DataDir, DcsUnreachable, Decision, Divergence, FailsafeAnswer, FailsafeLeader,
-    LockAnswer, Me, Observation, PeerRequest, PeerStatus, Postgres, PreviousMember, Process,
-    Question, ReplicationRow,
+    Answers, DcsUnreachable, Decision, Divergence, FailsafeAnswer, LockAnswer, Observation,
+    PreviousMember, Question,
 };
 use keel_model::{Cluster, Role, Status};
 
 use crate::Ms;
 use crate::node::{DcsOp, InFlight, Wait};
-use crate::pg::{Proc, SyncRule};
+use crate::pg::Proc;
 use crate::sim::{Failure, World};
 
 /// `decide` may ask this many questions in one cycle; more is a bug.
@@ -118,110 +117,6 @@ impl World {
                 }
                 Decision::Act(plan) => return self.conclude(i, fl.started, &obs, &plan),
             }
-        }
-    }
-
-    /// What node `i` observes now, with what its cycle gathered so far.
-    fn observe(&self, i: usize, fl: &InFlight) -> Observation {
-        let node = &self.nodes[i];
-        let cluster = fl
-            .cluster
-            .clone()
-            .unwrap_or_else(|| Err(DcsUnreachable("not read".to_owned())));
-        let postgres = self.pg_observation(i, &cluster);
-        Observation {
-            now: self.clock(),
-            me: Me {
-                name: node.name.clone(),
-                can_bootstrap: true,
-                use_pg_rewind: true,
-                remove_data_directory_on_rewind_failure: true,
-                ..Me::default()
-            },
-            config: node.config.1.clone(),
-            cluster,
-            postgres,
-            memory: node.memory.clone(),
-            running: node.running.as_ref().map(|r| r.action.kind()),
-            answers: fl.answers.clone(),
-        }
-    }
-
-    fn pg_observation(&self, i: usize, cluster: &Result<Cluster, DcsUnreachable>) -> Postgres {
-        let node = &self.nodes[i];
-        let pg = &node.pg;
-        let wal = pg.wal();
-        let divergence = if pg.rewind_failed {
-            Divergence::RewindFailed
-        } else if node.memory.rewind_check {
-            self.divergence(i, cluster)
-        } else {
-            Divergence::Unknown
-        };
-        let mut replication = Vec::new();
-        if pg.is_primary() {
-            let replicas = self.replicas_of(i);
-            let names: Vec<&str> = replicas
-                .iter()
-                .map(|j| self.nodes[*j].name.as_str())
-                .collect();
-            let states = SyncRule::parse(&pg.ssn).states(&names);
-            for (j, state) in replicas.iter().zip(states) {
-                replication.push(ReplicationRow {
-                    name: self.nodes[*j].name.clone(),
-                    streaming: true,
-                    sync_state: state.to_owned(),
-                    lsn: self.nodes[*j].pg.wal().map_or(0, |w| w.end()),
-                });
-            }
-        }
-        Postgres {
-            data_dir: match &pg.data {
-                None => DataDir::Empty,
-                Some(d) => DataDir::Initialized {
-                    sysid: d.sysid.clone(),
-                },
-            },
-            process: match pg.proc {
-                Proc::Stopped { crashed } => Process::Stopped { crashed },
-                Proc::Starting => Process::Starting,
-                Proc::Running => Process::Running,
-            },
-            role: pg.role,
-            timeline: wal.map_or(0, |w| w.timeline()),
-            wal_position: wal.map_or(0, |w| w.end()),
-            upstream: pg.upstream.clone(),
-            synchronous_standby_names: pg.ssn.clone(),
-            replication,
-            pending_restart: false,
-            divergence,
-        }
-    }
-
-    /// Patroni's rewind check against the leader, when the leader can be asked.
-    fn divergence(&self, i: usize, cluster: &Result<Cluster, DcsUnreachable>) -> Divergence {
-        let Some(l) = cluster
-            .as_ref()
-            .ok()
-            .and_then(|c| c.leader_name())
-            .and_then(|name| self.index(name))
-            .filter(|l| *l != i)
-        else {
-            return Divergence::Unknown;
-        };
-        let leader = &self.nodes[l];
-        if !leader.reachable_host() || !self.linked(i, l) || !leader.pg.is_primary() {
-            return Divergence::Unknown;
-        }
-        match (&self.nodes[i].pg.data, &leader.pg.data) {
-            (Some(mine), Some(theirs)) if mine.sysid == theirs.sysid => {
-                if mine.wal.diverged_from(&theirs.wal) {
-                    Divergence::Diverged
-                } else {
-                    Divergence::None
-                }
-            }
-            _ => Divergence::Unknown,
         }
     }
 
@@ -354,63 +249,6 @@ impl World {
         } else {
             Wait::Until(self.now + PEER_TIMEOUT)
         }
-    }
-
-    /// `GET /patroni` on each requested peer.
-    fn peer_statuses(&self, i: usize, requests: &[PeerRequest]) -> Vec<PeerStatus> {
-        requests
-            .iter()
-            .map(|r| {
-                let Some(j) = self.index(&r.name).filter(|j| self.rest_ok(i, *j)) else {
-                    return PeerStatus::unreachable(r.name.clone());
-                };
-                let pg = &self.nodes[j].pg;
-                let wal = pg.wal().filter(|_| pg.running());
-                PeerStatus {
-                    name: r.name.clone(),
-                    reachable: true,
-                    running: pg.running(),
-                    in_recovery: !pg.is_primary(),
-                    wal_position: wal.map_or(0, |w| w.end()),
-                    timeline: wal.map_or(0, |w| w.timeline()),
-                    nofailover: false,
-                    failover_priority: 1,
-                    watchdog_failed: false,
-                }
-            })
-            .collect()
-    }
-
-    /// `POST /failsafe` to each requested peer: a running primary refuses, a
-    /// peer that accepts remembers the caller as the failsafe leader.
-    fn failsafe_round(&mut self, i: usize, requests: &[PeerRequest]) -> (FailsafeAnswer, bool) {
-        let at = self.clock();
-        let me = self.nodes[i].name.clone();
-        let (mut accepted, mut answered) = (true, true);
-        for r in requests {
-            let Some(j) = self.index(&r.name).filter(|j| self.rest_ok(i, *j)) else {
-                accepted = false;
-                answered = false;
-                continue;
-            };
-            if self.nodes[j].pg.is_primary() {
-                accepted = false;
-                continue;
-            }
-            self.nodes[j].memory.failsafe_leader = Some(FailsafeLeader {
-                name: me.clone(),
-                at,
-            });
-        }
-        let answer = if accepted {
-            FailsafeAnswer::AllAccepted
-        } else {
-            FailsafeAnswer::NotAll
-        };
-        let asked: Vec<&str> = requests.iter().map(|r| r.name.as_str()).collect();
-        let line = format!("POST /failsafe to {asked:?}: {answer:?}");
-        self.trace.push(self.now, &me, line);
-        (answer, answered)
     }
 
     /// The end of a cycle: carry out the plan, publish, schedule the next one.

@@ -8,11 +8,12 @@
 //! from its seed. What it must never do: read a wall clock, iterate a hash map,
 //! or do I/O — a seed must give the same run on every machine.
 //!
-//! The pieces: `dcs` (keys, versions, compare-and-set, one lease per
-//! node), `pg` and `wal` (PostgreSQL and the ground truth of its WAL), `node`
-//! (one host and its daemon), `cycle` (the HA loop: observe, `decide`, answer
-//! questions, carry out the plan as keeld does), `long` (long actions in the
-//! background), `faults` (the schedule), `invariants`.
+//! The pieces: `dcs` (keys, versions, compare-and-set, one lease per node),
+//! `pg` and `wal` (PostgreSQL and the ground truth of its WAL), `node` (one
+//! host and its daemon), `cycle` (the HA loop: `decide`, answer its questions,
+//! publish, sleep), `observe` (what a node sees), `peers` (REST calls between
+//! nodes), `execute` (carry out a plan as keeld does), `long` (long actions in
+//! the background), `faults` (the schedule), `invariants`.
 //!
 //! Time advances in steps of [`STEP_MS`]. Each step applies the fault schedule,
 //! expires leases, fires watchdogs, advances long actions, runs the HA cycles
@@ -39,6 +40,8 @@ mod faults;
 mod invariants;
 mod long;
 mod node;
+mod observe;
+mod peers;
 mod pg;
 mod sim;
 mod trace;
