@@ -111,6 +111,11 @@ impl Checker {
         self.dirty.insert(uid);
     }
 
+    /// A quiet phase is being watched (no faults now).
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet.is_some()
+    }
+
     pub(crate) fn phase_start(&mut self) {
         self.quiet = None;
     }

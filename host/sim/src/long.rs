@@ -31,7 +31,8 @@ pub(crate) mod durations {
     pub(crate) const RESTART: Range<Ms> = 500..2_000;
 }
 
-/// In a hundred: how often a start, clone or pg_rewind fails on its own.
+/// In a hundred: how often a start, clone or pg_rewind fails on its own
+/// (a fault like the others: only during fault phases).
 const FAILURE_PERCENT: u32 = 3;
 
 impl World {
@@ -40,7 +41,7 @@ impl World {
     }
 
     fn fails(&mut self) -> bool {
-        self.rng.u32(0..100) < FAILURE_PERCENT
+        self.rng.u32(0..100) < FAILURE_PERCENT && !self.checker.quiet()
     }
 
     /// Start a long action for node `i` (a demotion aborts a running one).
