@@ -26,6 +26,27 @@
 //!    running as primary and every other node streams from it, and this stays so
 //!    until the next fault phase.
 //!
+//! # What is modelled, and what is not
+//!
+//! Modelled: one lease per daemon (member and leader keys bound to it), the
+//! leader and `initialize` races, compare-and-set on `sync` and `failover`,
+//! the DCS watch on the leader key; reads and lock operations that retry for
+//! `retry_timeout` before failing, peer calls that time out after 2 s; the
+//! real renderers and `Cluster::from_entries` for every read; timelines,
+//! history files (and a WAL archive of them), LSNs, streaming that catches up
+//! within a step or two, Patroni's pg_rewind check, `synchronous_standby_names`
+//! as PostgreSQL applies it (`*`, `name`, `N (a,b)`); shutdown checkpoints
+//! reaching connected replicas; a hardware watchdog; `POST /failsafe`.
+//!
+//! Not modelled: quorum commit and `synchronous_node_count` > 1, tags
+//! (`nofailover`, priorities, `replicatefrom`, `nosync`, `nostream`), standby
+//! clusters, MPP, replication slots, scheduled switchovers and restarts,
+//! `pre_promote` failures, dynamic configuration changes other than `pause`,
+//! clock skew, a DCS that loses or reorders writes (the store is linearizable
+//! and always up; only reaching it fails), one-way partitions, latency of
+//! successful calls. Writes inside a plan fail at once when the store is out
+//! of reach instead of retrying; the archive is always reachable.
+//!
 //! ```
 //! use keel_sim::{Mode, SimConfig, Simulation};
 //! let report = Simulation::new(SimConfig::new(7, Mode::Sync).steps(3_000)).run();

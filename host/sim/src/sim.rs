@@ -47,7 +47,8 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub(crate) fn new(cfg: SimConfig) -> Self {
+    pub(crate) fn new(mut cfg: SimConfig) -> Self {
+        cfg.nodes = cfg.nodes.clamp(2, 9);
         let mut rng = fastrand::Rng::with_seed(cfg.seed);
         let (ttl, loop_wait, retry_timeout) = TIMINGS[rng.usize(0..TIMINGS.len())];
         let mut dynamic = DynamicConfig::default();
@@ -64,7 +65,7 @@ impl World {
             Mode::Failsafe => dynamic.failsafe_mode = true,
             Mode::Async | Mode::Pause => {}
         }
-        let nodes: Vec<Node> = (0..cfg.nodes.clamp(2, 9))
+        let nodes: Vec<Node> = (0..cfg.nodes)
             .map(|i| Node::new(format!("n{i}"), dynamic.clone(), rng.u64(0..3_000)))
             .collect();
         let bounds = Bounds::new(&dynamic);
