@@ -170,6 +170,9 @@ impl Daemon {
     fn adopt_running_postgres(&mut self) {
         if let Ok(pid) = self.pg.adopt() {
             tracing::info!(pid, "adopted a running PostgreSQL");
+            // The first cycle treats it like a fresh start (Patroni's on_start):
+            // the history is rechecked before the node keeps streaming.
+            self.memory.just_started = true;
         }
     }
 
