@@ -226,6 +226,24 @@ pub struct Memory {
     pub ssn_changed_at_lsn: u64,
 }
 
+impl Memory {
+    /// Keep what the rules need from a successful read: the members of a view
+    /// with a leader (the race asks them too) and the `/failsafe` list.
+    pub fn remember_view(&mut self, cluster: &Cluster) {
+        if cluster.leader.is_some() {
+            self.previous_members = cluster
+                .members
+                .iter()
+                .map(|m| PreviousMember {
+                    name: m.name.clone(),
+                    api_url: m.data.api_url.clone(),
+                })
+                .collect();
+        }
+        self.last_failsafe = cluster.failsafe.clone();
+    }
+}
+
 /// A member seen in an earlier view with a leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviousMember {

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Duration, Utc};
 use keel_ha::{
     Answers, DcsUnreachable, Decision, Divergence, FailsafeAnswer, LockAnswer, Observation,
-    PreviousMember, Question,
+    Question,
 };
 use keel_model::{Cluster, Role, Status};
 
@@ -133,17 +133,7 @@ impl World {
                     let parsed = keel_config::DynamicConfig::from_json_lenient(&c.raw).0;
                     node.config = (Some(c.version.clone()), parsed);
                 }
-                if cluster.leader.is_some() {
-                    node.memory.previous_members = cluster
-                        .members
-                        .iter()
-                        .map(|m| PreviousMember {
-                            name: m.name.clone(),
-                            api_url: m.data.api_url.clone(),
-                        })
-                        .collect();
-                }
-                node.memory.last_failsafe = cluster.failsafe.clone();
+                node.memory.remember_view(&cluster);
                 fl.cluster = Some(Ok(cluster));
             }
             DcsOp::Acquire => {

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use keel_dcs::Cluster;
-use keel_ha::{DataDir, Divergence, Observation, PgRole, PreviousMember, Process, ReplicationRow};
+use keel_ha::{DataDir, Divergence, Observation, PgRole, Process, ReplicationRow};
 use keel_postgres::{Upstream, bootstrap::is_empty_dir};
 
 use super::{Daemon, lock};
@@ -58,17 +58,7 @@ impl Daemon {
 
     /// Keep what the rules remember from views.
     fn remember_cluster(&mut self, cluster: &Cluster) {
-        if cluster.leader.is_some() {
-            self.memory.previous_members = cluster
-                .members
-                .iter()
-                .map(|m| PreviousMember {
-                    name: m.name.clone(),
-                    api_url: m.data.api_url.clone(),
-                })
-                .collect();
-        }
-        self.memory.last_failsafe = cluster.failsafe.clone();
+        self.memory.remember_view(cluster);
         if cluster.leader_name() != Some(self.settings.name.as_str()) {
             self.memory.has_lock = false;
         }
