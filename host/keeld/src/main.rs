@@ -8,6 +8,7 @@ mod grants;
 mod ha;
 mod run;
 mod selection;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -47,8 +47,21 @@ fn describe(choice: &Choice, role: &str) {
     );
 }
 
-/// `keeld CONFIG`: start the member.
+/// `keeld CONFIG`: start the member; SIGTERM/SIGINT during start-up is a clean exit.
 pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+    let mut signals = crate::signals::Signals::install().context("installing signal handlers")?;
+    let daemon = tokio::select! {
+        daemon = start(config) => daemon?,
+        () = signals.stop_requested() => {
+            tracing::info!("stop requested during start-up");
+            return Ok(());
+        }
+    };
+    daemon.run(signals).await
+}
+
+/// Load everything, start the REST API and build the loop.
+async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     let settings = load_settings(config)?;
     let dir = settings.plugins.dir.clone().context(
         "plugins.dir: not set; point it at the directory that holds the plugin components (*.wasm)",
@@ -170,7 +183,7 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         checkpoint_pending: false,
         role: "replica",
     };
-    daemon.run().await
+    Ok(daemon)
 }
 
 /// The dynamic configuration at start-up: the DCS `config` if present, else

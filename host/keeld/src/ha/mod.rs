@@ -20,6 +20,8 @@ use keel_dcs::{Cluster, Dcs};
 use keel_ha::{Decision, Memory, Observation, RunningAction};
 use keel_postgres::Postgres;
 use tokio::sync::Notify;
+
+use crate::signals::{Request, Signals};
 use tokio::task::JoinHandle;
 
 pub(crate) use status::ApiNode;
@@ -114,10 +116,7 @@ impl Daemon {
     }
 
     /// Run cycles until SIGTERM/SIGINT, then shut down cleanly.
-    pub(crate) async fn run(mut self) -> anyhow::Result<()> {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    pub(crate) async fn run(mut self, mut signals: Signals) -> anyhow::Result<()> {
         self.adopt_running_postgres();
         loop {
             let started = tokio::time::Instant::now();
@@ -156,9 +155,10 @@ impl Daemon {
             tokio::select! {
                 () = watch => {}
                 () = self.wake.notified() => {}
-                _ = tokio::signal::ctrl_c() => break,
-                _ = terminate.recv() => break,
-                _ = hangup.recv() => self.reload_config(),
+                request = signals.next() => match request {
+                    Request::Stop => break,
+                    Request::Reload => self.reload_config(),
+                },
             }
         }
         self.shutdown().await;
