@@ -1,116 +1,190 @@
-//! Routing: the daemon's [`Node`] behind axum.
+//! Routing: the daemon's [`Node`] and the DCS behind axum.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{from_fn_with_state, map_response_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use futures::future::BoxFuture;
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use axum::routing::{MethodRouter, get, post};
+use keel_dcs::Dcs;
+use serde_json::Value;
 
-use crate::health::{HealthFacts, health_code};
+use crate::access::{AccessPolicy, guard, guard_failsafe};
+use crate::health::health_code;
+use crate::node::{FailsafeReply, FailsafeRequest, Node};
+use crate::reply::{json, message};
 
-/// One status report: the `/patroni` object and the facts the health checks use.
-#[derive(Debug, Clone, Default)]
-pub struct StatusReport {
-    /// The status object (patroni-compat.md §3.3).
-    pub body: Map<String, Value>,
-    /// What the health checks look at.
-    pub facts: HealthFacts,
-}
-
-/// `POST /failsafe` from a primary that lost the DCS.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct FailsafeRequest {
-    /// The primary's member name.
+/// Who this API speaks for and how it is protected.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The cluster (`scope`).
+    pub scope: String,
+    /// This member's name.
     pub name: String,
-    /// Its `conn_url`.
-    #[serde(default)]
-    pub conn_url: Option<String>,
-    /// Its `api_url`.
-    #[serde(default)]
-    pub api_url: Option<String>,
-    /// Its slots' positions.
-    #[serde(default)]
-    pub slots: Option<BTreeMap<String, u64>>,
+    /// Access rules for the mutating endpoints.
+    pub access: AccessPolicy,
+    /// `http_extra_headers`, added to every response.
+    pub extra_headers: BTreeMap<String, String>,
 }
 
-/// What this node says to a failsafe request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailsafeReply {
-    /// Recorded: this replica keeps following the sender.
-    Accepted,
-    /// This node runs as a primary itself.
-    RunningAsLeader,
-    /// failsafe_mode is off.
-    Disabled,
+impl ApiOptions {
+    /// Options for `name` in `scope`, open to everyone.
+    pub fn open(scope: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            scope: scope.into(),
+            name: name.into(),
+            access: AccessPolicy::open(),
+            extra_headers: BTreeMap::new(),
+        }
+    }
 }
 
-/// What the daemon offers the API.
-pub trait Node: Send + Sync + 'static {
-    /// A fresh status report (PostgreSQL queried now, bounded).
-    fn status(&self) -> BoxFuture<'_, StatusReport>;
-    /// Handle `POST /failsafe`.
-    fn failsafe(&self, request: FailsafeRequest) -> FailsafeReply;
-    /// `GET /liveness`: the HA loop ran recently enough.
-    fn live(&self) -> bool;
+/// What every handler holds.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) node: Arc<dyn Node>,
+    pub(crate) dcs: Dcs,
+    pub(crate) access: Arc<AccessPolicy>,
+    pub(crate) scope: Arc<str>,
+    pub(crate) name: Arc<str>,
+    pub(crate) extra_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    /// One second; tests shorten it.
+    pub(crate) poll_interval: Duration,
 }
 
-type Shared = Arc<dyn Node>;
+/// The router for `node`, reading and writing the cluster through `dcs`.
+pub fn router(node: Arc<dyn Node>, dcs: Dcs, options: ApiOptions) -> Router {
+    router_with_poll(node, dcs, options, crate::manual::POLL_INTERVAL)
+}
 
-/// The router for `node`.
-pub fn router(node: Shared) -> Router {
+pub(crate) fn router_with_poll(
+    node: Arc<dyn Node>,
+    dcs: Dcs,
+    options: ApiOptions,
+    poll_interval: Duration,
+) -> Router {
+    let extra_headers = options
+        .extra_headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let parsed = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str()));
+            match parsed {
+                (Ok(k), Ok(v)) => Some((k, v)),
+                _ => {
+                    tracing::warn!(header = %k, "restapi.http_extra_headers: not a valid header, skipped");
+                    None
+                }
+            }
+        })
+        .collect();
+    let api = Api {
+        node,
+        dcs,
+        access: Arc::new(options.access),
+        scope: options.scope.into(),
+        name: options.name.into(),
+        extra_headers: Arc::new(extra_headers),
+        poll_interval,
+    };
+    let guarded = Router::new()
+        .route(
+            "/config",
+            get(crate::config::get)
+                .patch(crate::config::patch)
+                .put(crate::config::put)
+                .fallback(health),
+        )
+        .route(
+            "/switchover",
+            with_health(post(crate::manual::switchover).delete(crate::manual::cancel)),
+        )
+        .route("/failover", with_health(post(crate::manual::failover)))
+        .route(
+            "/restart",
+            with_health(post(crate::restart::restart).delete(crate::restart::cancel)),
+        )
+        .route("/reload", with_health(post(crate::restart::reload)))
+        .route(
+            "/reinitialize",
+            with_health(post(crate::restart::reinitialize)),
+        )
+        .route("/sigterm", with_health(post(sigterm)))
+        .route_layer(from_fn_with_state(api.clone(), guard));
+    let failsafe_routes = Router::new()
+        .route(
+            "/failsafe",
+            get(crate::cluster::failsafe)
+                .post(failsafe)
+                .fallback(health),
+        )
+        .route_layer(from_fn_with_state(api.clone(), guard_failsafe));
     Router::new()
-        .route("/patroni", get(patroni))
-        .route("/liveness", get(liveness).head(liveness).options(liveness))
+        .route("/patroni", get(patroni).fallback(health))
+        .route("/cluster", get(crate::cluster::cluster).fallback(health))
+        .route("/history", get(crate::cluster::history).fallback(health))
+        .route("/metrics", get(crate::metrics::metrics).fallback(health))
+        .route(
+            "/liveness",
+            get(liveness)
+                .head(liveness)
+                .options(liveness)
+                .fallback(health),
+        )
         .route(
             "/readiness",
-            get(readiness).head(readiness).options(readiness),
+            get(readiness)
+                .head(readiness)
+                .options(readiness)
+                .fallback(health),
         )
-        .route("/failsafe", post(failsafe))
+        .route("/citus", with_health(post(mpp)))
+        .route("/mpp", with_health(post(mpp)))
+        .merge(guarded)
+        .merge(failsafe_routes)
         .fallback(health)
-        .with_state(node)
+        .layer(map_response_with_state(api.clone(), extra_headers_layer))
+        .with_state(api)
 }
 
-/// Serve `node` on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, node: Shared) -> std::io::Result<()> {
-    let app = router(node).into_make_service_with_connect_info::<SocketAddr>();
+/// GET/HEAD/OPTIONS on a path that only defines other methods run the health
+/// check (Patroni's generic handlers); any other method is 501.
+fn with_health(route: MethodRouter<Api>) -> MethodRouter<Api> {
+    route.fallback(health)
+}
+
+async fn extra_headers_layer(State(api): State<Api>, mut response: Response) -> Response {
+    for (k, v) in api.extra_headers.iter() {
+        response.headers_mut().insert(k.clone(), v.clone());
+    }
+    response
+}
+
+/// Serve `router` on `listener` (plain HTTP) until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).await
 }
 
-fn json(code: StatusCode, body: &Map<String, Value>) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        Value::Object(body.clone()).to_string(),
-    )
-        .into_response()
+async fn patroni(State(api): State<Api>) -> Response {
+    json(StatusCode::OK, &Value::Object(api.node.status().await.body))
 }
 
-fn text(code: StatusCode, body: &'static str) -> Response {
-    (code, [(header::CONTENT_TYPE, "text/html")], body).into_response()
-}
-
-async fn patroni(State(node): State<Shared>) -> Response {
-    json(StatusCode::OK, &node.status().await.body)
-}
-
-async fn liveness(State(node): State<Shared>) -> StatusCode {
-    if node.live() {
+async fn liveness(State(api): State<Api>) -> StatusCode {
+    if api.node.live() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     }
 }
 
-async fn readiness(State(node): State<Shared>) -> StatusCode {
-    let f = node.status().await.facts;
+async fn readiness(State(api): State<Api>) -> StatusCode {
+    let f = api.node.status().await.facts;
     if f.is_leader || (f.running && f.has_cluster_view) {
         StatusCode::OK
     } else {
@@ -118,41 +192,62 @@ async fn readiness(State(node): State<Shared>) -> StatusCode {
     }
 }
 
-async fn failsafe(State(node): State<Shared>, body: Bytes) -> Response {
-    let request: FailsafeRequest = match serde_json::from_slice(&body) {
+async fn failsafe(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let fields = match crate::reply::object(&headers, &body, false) {
+        Ok(map) => map,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let request: FailsafeRequest = match serde_json::from_value(Value::Object(fields)) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("POST /failsafe: bad body: {e}");
-            return (
+            return message(
                 StatusCode::BAD_REQUEST,
                 format!("bad failsafe request: {e}"),
-            )
-                .into_response();
+            );
         }
     };
-    match node.failsafe(request) {
-        FailsafeReply::Accepted => text(StatusCode::OK, "Accepted"),
-        FailsafeReply::RunningAsLeader => {
-            text(StatusCode::INTERNAL_SERVER_ERROR, "Running as a leader")
+    match api.node.failsafe(request) {
+        FailsafeReply::Accepted { lsn } => {
+            let mut reply = message(StatusCode::OK, "Accepted");
+            if let Some(lsn) = lsn {
+                reply.headers_mut().insert("lsn", HeaderValue::from(lsn));
+            }
+            reply
         }
-        FailsafeReply::Disabled => text(StatusCode::BAD_GATEWAY, "Failsafe mode is not enabled"),
+        FailsafeReply::RunningAsLeader => {
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Running as a leader")
+        }
+        FailsafeReply::Disabled => message(StatusCode::BAD_GATEWAY, "Failsafe mode is not enabled"),
     }
 }
 
+async fn mpp(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Ok(event) = crate::reply::object(&headers, &body, false) {
+        api.node.mpp_event(Value::Object(event)).await;
+    }
+    message(StatusCode::OK, "OK")
+}
+
+async fn sigterm() -> Response {
+    // Patroni only acts on this under its Windows test harness.
+    message(StatusCode::ACCEPTED, "shutdown scheduled")
+}
+
 async fn health(
-    State(node): State<Shared>,
+    State(api): State<Api>,
     method: Method,
     uri: Uri,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return text(StatusCode::NOT_IMPLEMENTED, "Unsupported method");
+        return message(StatusCode::NOT_IMPLEMENTED, "Unsupported method");
     }
-    let report = node.status().await;
+    let report = api.node.status().await;
     let code = health_code(uri.path(), &query, &report.facts);
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     if method == Method::GET {
-        json(code, &report.body)
+        json(code, &Value::Object(report.body))
     } else {
         code.into_response()
     }

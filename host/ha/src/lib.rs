@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 mod decide;
+pub mod manual;
 mod members;
 mod observation;
 mod plan;

@@ -279,6 +279,8 @@ pub enum RunningAction {
     Reinitialize,
     /// A demotion.
     Demote,
+    /// A restart asked for over the REST API or scheduled.
+    Restart,
 }
 
 impl RunningAction {
@@ -292,6 +294,7 @@ impl RunningAction {
             Self::Rewind => "pg_rewind",
             Self::Reinitialize => "reinitialize",
             Self::Demote => "demote",
+            Self::Restart => "restart",
         }
     }
 }

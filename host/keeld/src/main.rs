@@ -6,6 +6,7 @@
 mod check;
 mod grants;
 mod ha;
+mod metrics;
 mod run;
 mod selection;
 mod signals;

@@ -14,6 +14,7 @@ use keel_config::{Env, Settings, TtlFloor};
 use keel_dcs::{Dcs, DcsBackend};
 use keel_runtime::{PluginCatalog, Runtime, RuntimeOptions};
 
+use crate::metrics::PluginSeries;
 use crate::selection::{Choice, select};
 
 pub(crate) fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
@@ -91,9 +92,15 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     describe(&selected.dcs, "DCS");
 
     let mut group = None;
+    let mut mpp_metrics = None;
     if let Some(choice) = &selected.mpp {
         describe(choice, "MPP");
         let mpp = choice.plugin.mpp(choice.grants.clone(), choice.limits)?;
+        mpp_metrics = Some(PluginSeries {
+            plugin: choice.plugin.description().name.clone(),
+            instance: "mpp",
+            metrics: Arc::clone(mpp.metrics()),
+        });
         mpp.validate_config(&choice.config_json(&settings)).await?;
         group = Some(mpp.group().await?);
     }
@@ -120,12 +127,43 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         .configure(dcs_settings.clone())
         .await
         .context("configuring the DCS plugin (watch instance)")?;
+    let dcs_settings_for_api = dcs_settings.clone();
     backend
         .configure(dcs_settings)
         .await
         .context("configuring the DCS plugin")?;
+    let api_backend = selected
+        .dcs
+        .plugin
+        .dcs(selected.dcs.grants.clone(), selected.dcs.limits)?;
+    api_backend
+        .configure(dcs_settings_for_api)
+        .await
+        .context("configuring the DCS plugin (REST API instance)")?;
+    let plugin_name = selected.dcs.plugin.description().name.clone();
+    let mut series = vec![
+        PluginSeries {
+            plugin: plugin_name.clone(),
+            instance: "loop",
+            metrics: Arc::clone(backend.metrics()),
+        },
+        PluginSeries {
+            plugin: plugin_name.clone(),
+            instance: "watch",
+            metrics: Arc::clone(watcher.metrics()),
+        },
+        PluginSeries {
+            plugin: plugin_name,
+            instance: "api",
+            metrics: Arc::clone(api_backend.metrics()),
+        },
+    ];
+    if let Some(mpp) = &mpp_metrics {
+        series.push(mpp.clone());
+    }
     let dcs = Dcs::new(Arc::new(backend));
     let watcher = Dcs::new(Arc::new(watcher));
+    let api_dcs = Dcs::new(Arc::new(api_backend));
     let (dynamic, dynamic_version) = initial_dynamic_config(&dcs, &settings).await;
     let pg_settings = crate::ha::pgconf::postgres_settings(&settings, &dynamic)?;
     let bin = keel_postgres::Binaries::new(crate::ha::pgconf::bin_dir(&settings)?)
@@ -139,13 +177,32 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         role: "replica".to_owned(),
         ..crate::ha::Shared::default()
     }));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("HTTP client")?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (commands, command_queue) = tokio::sync::mpsc::unbounded_channel();
+    let (scope, member) = (settings.scope.clone(), settings.name.clone());
     let api = crate::ha::ApiNode {
         shared: Arc::clone(&shared),
         pg: Arc::clone(&pg),
         name: settings.name.clone(),
         scope: settings.scope.clone(),
         tags: settings.tags.published(),
+        wake: Arc::clone(&wake),
+        commands,
+        http: http.clone(),
+        plugin_metrics: Box::new(move || crate::metrics::render(&series, &scope, &member)),
     };
+    let access = keel_api::AccessPolicy::from_settings(&settings.restapi)?;
+    let options = keel_api::ApiOptions {
+        scope: settings.scope.clone(),
+        name: settings.name.clone(),
+        access,
+        extra_headers: settings.restapi.http_extra_headers.clone(),
+    };
+    let router = keel_api::router(Arc::new(api), api_dcs, options);
     let listen = &settings.restapi.listen;
     let host = if listen.host.is_empty() || listen.host == "*" {
         "0.0.0.0"
@@ -157,7 +214,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         .with_context(|| format!("restapi.listen: cannot listen on {host}:{}", listen.port))?;
     println!("REST API on http://{host}:{}", listen.port);
     tokio::spawn(async move {
-        if let Err(e) = keel_api::serve(listener, Arc::new(api)).await {
+        if let Err(e) = keel_api::serve(listener, router).await {
             tracing::error!("REST API stopped: {e}");
         }
     });
@@ -172,11 +229,9 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         memory: keel_ha::Memory::default(),
         task: None,
         shared,
-        wake: Arc::new(tokio::sync::Notify::new()),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .context("HTTP client")?,
+        wake,
+        commands: command_queue,
+        http,
         upstream: None,
         ssn: String::new(),
         sysid: None,

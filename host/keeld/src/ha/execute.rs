@@ -10,7 +10,7 @@ use keel_ha::{Action, DemoteMode, LockAnswer, Observation, PgRole, Plan, Questio
 use keel_postgres::{LeaderInfo, Postgres, RewindOutcome, StopMode, Upstream};
 
 use super::observe::upstream_of;
-use super::{Daemon, Task, TaskOutcome, WIRE_VERSION, peers};
+use super::{Daemon, Task, TaskOutcome, WIRE_VERSION, lock, peers};
 
 fn lock_answer(result: Result<bool, DcsError>) -> LockAnswer {
     match result {
@@ -289,16 +289,8 @@ impl Daemon {
                 });
             }
             Action::Reinitialize { source } => {
-                let up = self.member_upstream(cluster, Some(source))?;
-                self.sysid = None;
-                self.upstream = Some(source.clone());
-                self.spawn(RunningAction::Reinitialize, move |pg| async move {
-                    pg.stop(StopMode::Immediate).await?;
-                    pg.remove_data_directory()?;
-                    pg.create_replica(up.as_ref()).await?;
-                    pg.follow(up.as_ref()).await?;
-                    Ok(TaskOutcome::Repaired)
-                });
+                let cluster = cluster.context("no cluster view to reinitialize from")?;
+                self.reinitialize_from(cluster, source)?;
             }
         }
         Ok(())
@@ -322,7 +314,27 @@ impl Daemon {
             .with_context(|| format!("member {name}: cannot parse conn_url {url}"))
     }
 
-    fn spawn<F, Fut>(&mut self, kind: RunningAction, work: F)
+    /// Stop, remove the data directory and clone again from `source`.
+    pub(super) fn reinitialize_from(
+        &mut self,
+        cluster: &Cluster,
+        source: &str,
+    ) -> anyhow::Result<()> {
+        let up = self.member_upstream(Some(cluster), Some(source))?;
+        self.sysid = None;
+        self.upstream = Some(source.to_owned());
+        self.role = "replica";
+        self.spawn(RunningAction::Reinitialize, move |pg| async move {
+            pg.stop(StopMode::Immediate).await?;
+            pg.remove_data_directory()?;
+            pg.create_replica(up.as_ref()).await?;
+            pg.follow(up.as_ref()).await?;
+            Ok(TaskOutcome::Repaired)
+        });
+        Ok(())
+    }
+
+    pub(super) fn spawn<F, Fut>(&mut self, kind: RunningAction, work: F)
     where
         F: FnOnce(Arc<Postgres>) -> Fut,
         Fut: Future<Output = anyhow::Result<TaskOutcome>> + Send + 'static,
@@ -479,7 +491,12 @@ impl Daemon {
         };
         data.state = Some(
             match (&state, running, &self.task) {
-                (_, _, Some(t)) if t.kind == RunningAction::Clone => "creating replica",
+                (_, _, Some(t))
+                    if matches!(t.kind, RunningAction::Clone | RunningAction::Reinitialize) =>
+                {
+                    "creating replica"
+                }
+                (_, _, Some(t)) if t.kind == RunningAction::Restart => "restarting",
                 (_, _, Some(t)) if t.kind == RunningAction::Bootstrap => "initializing new cluster",
                 (_, _, Some(t)) if t.kind == RunningAction::Rewind => {
                     "running custom bootstrap script"
@@ -531,7 +548,12 @@ impl Daemon {
         }
         if let Some(st) = &state {
             data.pending_restart = st.pending_restart;
+            lock(&self.shared).postmaster_start_time = Some(st.postmaster_start_time.clone());
         }
+        data.scheduled_restart = lock(&self.shared)
+            .scheduled_restart
+            .as_ref()
+            .map(super::requests::ScheduledRestart::published);
         data
     }
 

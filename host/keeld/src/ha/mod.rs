@@ -9,6 +9,7 @@ mod execute;
 mod observe;
 mod peers;
 pub(crate) mod pgconf;
+pub(crate) mod requests;
 mod status;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -74,6 +75,11 @@ pub(crate) struct Shared {
     pub(crate) failsafe_leader: Option<(String, DateTime<Utc>)>,
     /// The role the daemon manages (`primary`, `replica`, `demoted`, `uninitialized`).
     pub(crate) role: String,
+    /// `pg_postmaster_start_time()` as last read (a scheduled restart is
+    /// cancelled if PostgreSQL restarted in between).
+    pub(crate) postmaster_start_time: Option<String>,
+    /// A restart asked for at a later time (`POST /restart` with `schedule`).
+    pub(crate) scheduled_restart: Option<requests::ScheduledRestart>,
 }
 
 /// Everything the loop owns.
@@ -92,6 +98,8 @@ pub(crate) struct Daemon {
     pub(crate) task: Option<Task>,
     pub(crate) shared: Arc<Mutex<Shared>>,
     pub(crate) wake: Arc<Notify>,
+    /// Operator requests from the REST API.
+    pub(crate) commands: tokio::sync::mpsc::UnboundedReceiver<requests::Command>,
     pub(crate) http: reqwest::Client,
     /// The member replicas stream from, as last configured.
     pub(crate) upstream: Option<String>,
@@ -155,6 +163,7 @@ impl Daemon {
             tokio::select! {
                 () = watch => {}
                 () = self.wake.notified() => {}
+                Some(command) = self.commands.recv() => self.handle(command).await,
                 request = signals.next() => match request {
                     Request::Stop => break,
                     Request::Reload => self.reload_config(),
@@ -177,7 +186,7 @@ impl Daemon {
     }
 
     /// SIGHUP: re-read the local configuration.
-    fn reload_config(&mut self) {
+    pub(super) fn reload_config(&mut self) {
         match crate::run::load_settings(self.config_path.as_deref()) {
             Ok(settings) => {
                 self.settings = settings;
@@ -226,13 +235,17 @@ impl Daemon {
         if obs.cluster.is_ok() && self.pg.is_running() && self.task.is_none() {
             self.sync_slots(&obs).await;
         }
+        let restart_at = self.run_scheduled_restart().await;
         self.memory.just_started = false;
         let mut shared = lock(&self.shared);
         shared.message = message;
         shared.last_cycle = Some(Utc::now());
         shared.is_leader = self.memory.has_lock;
         shared.role = self.role.to_owned();
-        plan.wake_at
+        match (plan.wake_at, restart_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Collect a finished long action.
@@ -296,7 +309,7 @@ impl Daemon {
             RunningAction::Promote => {
                 self.memory.pre_promote_failed_at = Some(Utc::now());
             }
-            RunningAction::Start => self.memory.just_started = true,
+            RunningAction::Start | RunningAction::Restart => self.memory.just_started = true,
             RunningAction::Rewind | RunningAction::Demote => {}
         }
     }

@@ -5,10 +5,16 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures::future::BoxFuture;
-use keel_api::{FailsafeReply, FailsafeRequest, HealthFacts, Node, StatusReport};
+use keel_api::{
+    FailsafeReply, FailsafeRequest, HealthFacts, Node, RestartOutcome, RestartRequest, StatusReport,
+};
+use keel_dcs::{Cluster, Member};
+use keel_ha::{PeerRequest, PeerStatus};
 use keel_postgres::Postgres;
 use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::requests::{Command, ScheduledRestart};
 use super::{Shared, WIRE_VERSION, lock};
 
 /// The REST API's handle on the daemon.
@@ -18,6 +24,11 @@ pub(crate) struct ApiNode {
     pub(crate) name: String,
     pub(crate) scope: String,
     pub(crate) tags: Map<String, Value>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) http: reqwest::Client,
+    /// Per-plugin figures for `/metrics`.
+    pub(crate) plugin_metrics: Box<dyn Fn() -> String + Send + Sync>,
 }
 
 impl ApiNode {
@@ -138,6 +149,12 @@ impl ApiNode {
         if let Some((_, at)) = &shared.cluster {
             body.insert("dcs_last_seen".into(), json!(at.timestamp()));
         }
+        if let Some(s) = &shared.scheduled_restart {
+            body.insert(
+                "scheduled_restart".into(),
+                Value::Object(s.request.to_json()),
+            );
+        }
         if !self.tags.is_empty() {
             body.insert("tags".into(), Value::Object(self.tags.clone()));
         }
@@ -165,7 +182,99 @@ impl Node for ApiNode {
             return FailsafeReply::RunningAsLeader;
         }
         shared.failsafe_leader = Some((request.name, Utc::now()));
-        FailsafeReply::Accepted
+        FailsafeReply::Accepted { lsn: None }
+    }
+
+    fn cached_cluster(&self) -> Option<Cluster> {
+        let shared = lock(&self.shared);
+        let ttl = i64::from(shared.ttl.max(1));
+        shared
+            .cluster
+            .as_ref()
+            .filter(|(_, at)| (Utc::now() - *at).num_seconds() <= ttl)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn reload(&self) {
+        let _ = self.commands.send(Command::Reload);
+    }
+
+    fn peer_statuses(&self, members: Vec<Member>) -> BoxFuture<'_, Vec<PeerStatus>> {
+        Box::pin(async move {
+            let requests: Vec<PeerRequest> = members
+                .into_iter()
+                .filter(|m| m.name != self.name)
+                .filter_map(|m| {
+                    Some(PeerRequest {
+                        api_url: m.data.api_url.clone()?,
+                        name: m.name,
+                    })
+                })
+                .collect();
+            super::peers::fetch_statuses(&self.http, &requests).await
+        })
+    }
+
+    fn restart(&self, request: RestartRequest) -> BoxFuture<'_, RestartOutcome> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            if self
+                .commands
+                .send(Command::Restart { request, reply })
+                .is_err()
+            {
+                return RestartOutcome::Failed;
+            }
+            answer.await.unwrap_or(RestartOutcome::Failed)
+        })
+    }
+
+    fn schedule_restart(&self, request: RestartRequest) -> bool {
+        let mut shared = lock(&self.shared);
+        if shared.scheduled_restart.is_some() {
+            return false;
+        }
+        let postmaster_start_time = shared.postmaster_start_time.clone();
+        shared.scheduled_restart = Some(ScheduledRestart {
+            request,
+            postmaster_start_time,
+        });
+        drop(shared);
+        self.wake.notify_one();
+        true
+    }
+
+    fn cancel_scheduled_restart(&self) -> bool {
+        let removed = lock(&self.shared).scheduled_restart.take().is_some();
+        if removed {
+            self.wake.notify_one();
+        }
+        removed
+    }
+
+    fn reinitialize(&self, force: bool, from_leader: bool) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let command = Command::Reinitialize {
+                force,
+                from_leader,
+                reply,
+            };
+            if self.commands.send(command).is_err() {
+                return Err("the HA loop is not running".to_owned());
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err("the HA loop dropped the request".to_owned()))
+        })
+    }
+
+    fn extra_metrics(&self) -> String {
+        (self.plugin_metrics)()
     }
 
     fn live(&self) -> bool {

@@ -1,0 +1,602 @@
+//! The REST API against a fake node and the in-memory DCS: every endpoint's
+//! codes and messages as Patroni 4.1 gives them, the access rules, and
+//! malformed bodies answered with 400, never a panic.
+
+#![allow(clippy::unwrap_used, reason = "a broken fixture should panic the test")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use keel_api::{
+    AccessPolicy, ApiOptions, FailsafeReply, FailsafeRequest, HealthFacts, Node, RestartOutcome,
+    RestartRequest, StatusReport, basic_header,
+};
+use keel_dcs::memory::{MemoryStore, TokioClock};
+use keel_dcs::{Cluster, Dcs, Member, Settings};
+use keel_ha::PeerStatus;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A node whose answers the test sets, recording what the API asked of it.
+#[derive(Default)]
+struct FakeNode {
+    peers_healthy: bool,
+    restart: Mutex<Option<RestartOutcome>>,
+    scheduled: Mutex<Option<RestartRequest>>,
+    woken: Mutex<u32>,
+    reloaded: Mutex<u32>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Node for FakeNode {
+    fn status(&self) -> BoxFuture<'_, StatusReport> {
+        Box::pin(async {
+            let mut body = serde_json::Map::new();
+            body.insert("state".into(), json!("running"));
+            body.insert("role".into(), json!("primary"));
+            body.insert(
+                "patroni".into(),
+                json!({"version": "4.1.4", "scope": "batman", "name": "a"}),
+            );
+            StatusReport {
+                body,
+                facts: HealthFacts {
+                    running: true,
+                    is_leader: true,
+                    role: "primary".into(),
+                    has_cluster_view: true,
+                    ..HealthFacts::default()
+                },
+            }
+        })
+    }
+    fn failsafe(&self, _: FailsafeRequest) -> FailsafeReply {
+        FailsafeReply::Accepted { lsn: Some(42) }
+    }
+    fn live(&self) -> bool {
+        true
+    }
+    fn cached_cluster(&self) -> Option<Cluster> {
+        None
+    }
+    fn wake(&self) {
+        *self.woken.lock().unwrap() += 1;
+    }
+    fn reload(&self) {
+        *self.reloaded.lock().unwrap() += 1;
+    }
+    fn peer_statuses(&self, members: Vec<Member>) -> BoxFuture<'_, Vec<PeerStatus>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .extend(members.iter().map(|m| m.name.clone()));
+        let healthy = self.peers_healthy;
+        Box::pin(async move {
+            members
+                .iter()
+                .map(|m| {
+                    let mut p = PeerStatus::unreachable(&m.name);
+                    p.reachable = healthy;
+                    p.running = healthy;
+                    p
+                })
+                .collect()
+        })
+    }
+    fn restart(&self, _: RestartRequest) -> BoxFuture<'_, RestartOutcome> {
+        let outcome = self
+            .restart
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(RestartOutcome::Restarted);
+        Box::pin(async move { outcome })
+    }
+    fn schedule_restart(&self, request: RestartRequest) -> bool {
+        let mut s = self.scheduled.lock().unwrap();
+        if s.is_some() {
+            return false;
+        }
+        *s = Some(request);
+        true
+    }
+    fn cancel_scheduled_restart(&self) -> bool {
+        self.scheduled.lock().unwrap().take().is_some()
+    }
+    fn reinitialize(&self, force: bool, _: bool) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if force {
+                Ok(())
+            } else {
+                Err("I am the leader, can not reinitialize".to_owned())
+            }
+        })
+    }
+}
+
+struct Fixture {
+    store: MemoryStore,
+    node: Arc<FakeNode>,
+    app: Router,
+}
+
+const MEMBER: &str = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"replica","xlog_location":100}"#;
+
+async fn fixture(node: FakeNode, access: AccessPolicy) -> Fixture {
+    let store = MemoryStore::new(Arc::new(TokioClock::new()));
+    let backend = Arc::new(store.connect());
+    let dcs = Dcs::new(backend);
+    dcs.configure(Settings::new("batman", "a")).await.unwrap();
+    store.put_raw(
+        "/service/batman/config",
+        r#"{"ttl":30,"loop_wait":10,"postgresql":{"parameters":{"max_connections":100}}}"#,
+    );
+    store.put_raw("/service/batman/leader", "a");
+    store.put_raw(
+        "/service/batman/members/a",
+        &MEMBER.replace("replica", "primary"),
+    );
+    store.put_raw("/service/batman/members/b", MEMBER);
+    store.put_raw("/service/batman/members/c", MEMBER);
+    store.put_raw(
+        "/service/batman/history",
+        r#"[[1,25165984,"no recovery target specified","2026-01-01T00:00:00+00:00","a"]]"#,
+    );
+    let node = Arc::new(node);
+    let mut options = ApiOptions::open("batman", "a");
+    options.access = access;
+    options.extra_headers.insert("X-Keel".into(), "yes".into());
+    let app = keel_api::router(node.clone(), dcs, options);
+    Fixture { store, node, app }
+}
+
+async fn call(app: &Router, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
+    call_with(app, method, path, body, None).await
+}
+
+async fn call_with(
+    app: &Router,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    auth: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(b) = body {
+        req = req.header(header::CONTENT_LENGTH, b.len());
+    }
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let req = req
+        .body(Body::from(body.unwrap_or_default().to_owned()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let code = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn switchover_validation_follows_patronis_order_and_messages() {
+    let f = fixture(
+        FakeNode {
+            peers_healthy: true,
+            ..FakeNode::default()
+        },
+        AccessPolicy::open(),
+    )
+    .await;
+    let cases: &[(&str, &str, StatusCode, &str)] = &[
+        (
+            "/failover",
+            r#"{"leader":"a"}"#,
+            StatusCode::BAD_REQUEST,
+            "Failover could be performed only to a specific candidate",
+        ),
+        (
+            "/switchover",
+            r#"{"candidate":"b"}"#,
+            StatusCode::BAD_REQUEST,
+            "Switchover could be performed only from a specific leader",
+        ),
+        (
+            "/failover",
+            r#"{"candidate":"b","scheduled_at":"2999-01-01T00:00:00+00:00"}"#,
+            StatusCode::BAD_REQUEST,
+            "Failover can't be scheduled",
+        ),
+        (
+            "/switchover",
+            r#"{"leader":"a","scheduled_at":"2999-01-01T00:00:00"}"#,
+            StatusCode::BAD_REQUEST,
+            "Timezone information is mandatory for the scheduled switchover",
+        ),
+        (
+            "/switchover",
+            r#"{"leader":"a","scheduled_at":"2000-01-01T00:00:00+00:00"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Cannot schedule switchover in the past",
+        ),
+        (
+            "/switchover",
+            r#"{"leader":"a","candidate":"a"}"#,
+            StatusCode::BAD_REQUEST,
+            "Switchover target and source are the same",
+        ),
+        (
+            "/switchover",
+            r#"{"leader":"b","candidate":"c"}"#,
+            StatusCode::PRECONDITION_FAILED,
+            "leader name does not match",
+        ),
+        (
+            "/switchover",
+            r#"{"leader":"a","candidate":"z"}"#,
+            StatusCode::PRECONDITION_FAILED,
+            "candidate does not exists",
+        ),
+        (
+            "/switchover",
+            r#"{"leader":3}"#,
+            StatusCode::BAD_REQUEST,
+            "`leader` must be a string, not a number",
+        ),
+    ];
+    for (path, body, code, text) in cases {
+        let (got, msg) = call(&f.app, "POST", path, Some(body)).await;
+        assert_eq!((got, msg.as_str()), (*code, *text), "{path} {body}");
+    }
+    assert!(
+        f.store.get_raw("/service/batman/failover").is_none(),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn a_switchover_without_a_healthy_candidate_is_412_and_names_who_was_asked() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    let (code, msg) = call(&f.app, "POST", "/switchover", Some(r#"{"leader":"a"}"#)).await;
+    assert_eq!(code, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        msg,
+        "switchover is not possible: no good candidates have been found"
+    );
+    assert_eq!(*f.node.asked.lock().unwrap(), ["b", "c"]);
+}
+
+#[tokio::test]
+async fn a_scheduled_switchover_is_written_and_can_be_cancelled() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    let body = r#"{"leader":"a","candidate":"b","scheduled_at":"2999-01-01T10:00:00+02:00"}"#;
+    let (code, msg) = call(&f.app, "POST", "/switchover", Some(body)).await;
+    assert_eq!(
+        (code, msg.as_str()),
+        (StatusCode::ACCEPTED, "Switchover scheduled")
+    );
+    let stored = f.store.get_raw("/service/batman/failover").unwrap().value;
+    assert_eq!(
+        stored,
+        r#"{"leader":"a","member":"b","scheduled_at":"2999-01-01T10:00:00+02:00"}"#
+    );
+    assert_eq!(*f.node.woken.lock().unwrap(), 1);
+    let (_, cluster) = call(&f.app, "GET", "/cluster", None).await;
+    let cluster: Value = serde_json::from_str(&cluster).unwrap();
+    assert_eq!(cluster["scheduled_switchover"]["to"], "b");
+    assert_eq!(cluster["scope"], "batman");
+    let (code, msg) = call(&f.app, "DELETE", "/switchover", None).await;
+    assert_eq!(
+        (code, msg.as_str()),
+        (StatusCode::OK, "scheduled switchover deleted")
+    );
+    assert_eq!(
+        f.store.get_raw("/service/batman/failover").unwrap().value,
+        "{}"
+    );
+    let (code, msg) = call(&f.app, "DELETE", "/switchover", None).await;
+    assert_eq!(
+        (code, msg.as_str()),
+        (StatusCode::NOT_FOUND, "no switchover is scheduled")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_immediate_switchover_reports_the_new_leader_or_failure() {
+    let f = fixture(
+        FakeNode {
+            peers_healthy: true,
+            ..FakeNode::default()
+        },
+        AccessPolicy::open(),
+    )
+    .await;
+    let store = f.store.clone();
+    let mover = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        store.put_raw("/service/batman/leader", "c");
+    });
+    let (code, msg) = call(
+        &f.app,
+        "POST",
+        "/switchover",
+        Some(r#"{"leader":"a","candidate":"b"}"#),
+    )
+    .await;
+    mover.await.unwrap();
+    assert_eq!(
+        (code, msg.as_str()),
+        (StatusCode::OK, "Switched over to \"c\" instead of \"b\"")
+    );
+
+    // The leader clears the request without stepping down: failed.
+    let store = f.store.clone();
+    let clearer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        store.put_raw("/service/batman/failover", "{}");
+    });
+    let (code, msg) = call(&f.app, "POST", "/failover", Some(r#"{"candidate":"b"}"#)).await;
+    clearer.await.unwrap();
+    assert_eq!(
+        (code, msg.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "Failover failed")
+    );
+}
+
+#[tokio::test]
+async fn patch_config_merges_with_compare_and_set_and_put_replaces() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    let (code, body) = call(
+        &f.app,
+        "PATCH",
+        "/config",
+        Some(r#"{"pause":true,"postgresql":{"parameters":{"work_mem":"8MB"}}}"#),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["pause"], true);
+    assert_eq!(
+        got["postgresql"]["parameters"],
+        json!({"max_connections": 100, "work_mem": "8MB"})
+    );
+    let stored: Value =
+        serde_json::from_str(&f.store.get_raw("/service/batman/config").unwrap().value).unwrap();
+    assert_eq!(stored, got);
+    let (code, body) = call(&f.app, "GET", "/config", None).await;
+    assert_eq!(
+        (code, serde_json::from_str::<Value>(&body).unwrap()),
+        (StatusCode::OK, got)
+    );
+
+    let (code, body) = call(&f.app, "PUT", "/config", Some(r#"{"ttl":20}"#)).await;
+    assert_eq!((code, body.as_str()), (StatusCode::OK, r#"{"ttl":20}"#));
+    assert_eq!(
+        f.store.get_raw("/service/batman/config").unwrap().value,
+        r#"{"ttl":20}"#
+    );
+
+    f.store.delete_raw("/service/batman/config");
+    let (code, _) = call(&f.app, "GET", "/config", None).await;
+    assert_eq!(code, StatusCode::BAD_GATEWAY);
+    let (code, _) = call(&f.app, "PATCH", "/config", Some(r#"{"ttl":20}"#)).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn restart_reload_and_reinitialize_answer_as_patroni() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    assert_eq!(
+        call(&f.app, "POST", "/restart", None).await,
+        (StatusCode::OK, "restarted successfully".into())
+    );
+    *f.node.restart.lock().unwrap() = Some(RestartOutcome::Busy("pg_rewind".into()));
+    assert_eq!(
+        call(&f.app, "POST", "/restart", Some("{}")).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pg_rewind already in progress".into()
+        )
+    );
+    let sched = r#"{"schedule":"2999-01-01T00:00:00+00:00","role":"replica"}"#;
+    assert_eq!(
+        call(&f.app, "POST", "/restart", Some(sched)).await,
+        (StatusCode::ACCEPTED, "Restart scheduled".into())
+    );
+    assert_eq!(
+        call(&f.app, "POST", "/restart", Some(sched)).await,
+        (
+            StatusCode::CONFLICT,
+            "Another restart is already scheduled".into()
+        )
+    );
+    assert_eq!(
+        call(&f.app, "DELETE", "/restart", None).await,
+        (StatusCode::OK, "scheduled restart deleted".into())
+    );
+    assert_eq!(
+        call(&f.app, "DELETE", "/restart", None).await,
+        (StatusCode::NOT_FOUND, "no restarts are scheduled".into())
+    );
+    assert_eq!(
+        call(&f.app, "POST", "/restart", Some(r#"{"role":"master"}"#))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+
+    assert_eq!(
+        call(&f.app, "POST", "/reload", None).await,
+        (StatusCode::ACCEPTED, "reload scheduled".into())
+    );
+    assert_eq!(*f.node.reloaded.lock().unwrap(), 1);
+
+    assert_eq!(
+        call(&f.app, "POST", "/reinitialize", None).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "I am the leader, can not reinitialize".into()
+        )
+    );
+    assert_eq!(
+        call(&f.app, "POST", "/reinitialize", Some(r#"{"force":true}"#)).await,
+        (StatusCode::OK, "reinitialize started".into())
+    );
+}
+
+#[tokio::test]
+async fn restart_cannot_be_scheduled_while_paused() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    f.store
+        .put_raw("/service/batman/config", r#"{"pause":true}"#);
+    let (code, msg) = call(
+        &f.app,
+        "POST",
+        "/restart",
+        Some(r#"{"schedule":"2999-01-01T00:00:00+00:00"}"#),
+    )
+    .await;
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Can't schedule restart in the paused state"
+        )
+    );
+    let (code, msg) = call(&f.app, "POST", "/switchover", Some(r#"{"leader":"a"}"#)).await;
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "Switchover is possible only to a specific candidate in a paused state"
+        )
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_guards_only_the_mutating_endpoints() {
+    let f = fixture(
+        FakeNode::default(),
+        AccessPolicy::open().with_credentials("admin", "s3cret"),
+    )
+    .await;
+    assert_eq!(
+        call(&f.app, "GET", "/patroni", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(call(&f.app, "GET", "/config", None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&f.app, "POST", "/reload", None).await,
+        (StatusCode::UNAUTHORIZED, "no auth header received".into())
+    );
+    let wrong = basic_header("admin", "guess");
+    assert_eq!(
+        call_with(&f.app, "POST", "/reload", None, Some(&wrong)).await,
+        (StatusCode::UNAUTHORIZED, "not authenticated".into())
+    );
+    let right = basic_header("admin", "s3cret");
+    assert_eq!(
+        call_with(&f.app, "POST", "/reload", None, Some(&right))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    // The member-to-member endpoint is not behind basic auth.
+    let body = r#"{"name":"b","conn_url":"postgres://x","api_url":"http://x"}"#;
+    assert_eq!(
+        call(&f.app, "POST", "/failsafe", Some(body)).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_allowlist_refuses_unknown_clients() {
+    let access = AccessPolicy::open().with_allowlist(vec!["10.0.0.0/8".parse().unwrap()], false);
+    let f = fixture(FakeNode::default(), access).await;
+    // No connection information (a unit-test request) is no known address.
+    assert_eq!(
+        call(&f.app, "POST", "/reload", None).await,
+        (StatusCode::FORBIDDEN, "Access is denied".into())
+    );
+    assert_eq!(
+        call(&f.app, "GET", "/cluster", None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn views_metrics_and_unknown_methods() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    let (code, history) = call(&f.app, "GET", "/history", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&history).unwrap()[0][0], 1);
+    let (code, metrics) = call(&f.app, "GET", "/metrics", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        metrics.contains("patroni_primary{scope=\"batman\",name=\"a\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        call(&f.app, "POST", "/nothing", Some("{}")).await.0,
+        StatusCode::NOT_IMPLEMENTED
+    );
+    assert_eq!(
+        call(&f.app, "PATCH", "/switchover", Some("{}")).await.0,
+        StatusCode::NOT_IMPLEMENTED
+    );
+    // GET on a POST-only path is Patroni's generic health check.
+    assert_eq!(
+        call(&f.app, "GET", "/switchover", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        call(&f.app, "GET", "/primary", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &f.app,
+            "POST",
+            "/citus",
+            Some(r#"{"type":"before_demote","group":1}"#)
+        )
+        .await,
+        (StatusCode::OK, "OK".into())
+    );
+    let req = Request::builder()
+        .uri("/patroni")
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-keel"], "yes");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_with_a_reason() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    for path in [
+        "/switchover",
+        "/failover",
+        "/config",
+        "/restart",
+        "/reinitialize",
+        "/failsafe",
+    ] {
+        let method = if path == "/config" { "PATCH" } else { "POST" };
+        for body in ["{", "[]", "42", "\"x\"", "{\"a\":\u{0}}"] {
+            let (code, msg) = call(&f.app, method, path, Some(body)).await;
+            assert_eq!(
+                code,
+                StatusCode::BAD_REQUEST,
+                "{method} {path} {body}: {msg}"
+            );
+            assert!(!msg.is_empty());
+        }
+    }
+    let (code, _) = call(&f.app, "POST", "/switchover", None).await;
+    assert_eq!(code, StatusCode::LENGTH_REQUIRED);
+}
