@@ -6,6 +6,7 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod citus_fixture;
 mod cluster;
 mod dcs_conformance;
 mod etcd_capability;
