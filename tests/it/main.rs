@@ -14,6 +14,7 @@ mod ha_e2e;
 mod http_capability;
 mod keeld_cli;
 mod patroni_interop;
+mod patroni_tooling;
 mod plugin_limits;
 mod plugin_loading;
 mod postgres_capability;

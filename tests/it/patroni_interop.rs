@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::runtime_for;
 
 /// patronictl from the venv scripts/setup.sh makes (or `KEEL_PATRONICTL`).
-fn patronictl() -> Option<PathBuf> {
+pub(crate) fn patronictl() -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("KEEL_PATRONICTL")
         .map(PathBuf::from)
         .into_iter()
