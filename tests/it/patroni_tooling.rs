@@ -26,7 +26,11 @@ impl Ctl {
         let config = dir.join("patronictl.yml");
         std::fs::write(
             &config,
-            format!("scope: {}\netcd3: {{hosts: {}}}\n", c.scope, c.etcd.endpoint()),
+            format!(
+                "scope: {}\netcd3: {{hosts: {}}}\n",
+                c.scope,
+                c.etcd.endpoint()
+            ),
         )
         .unwrap();
         Self {
@@ -135,9 +139,7 @@ fn patronictl_operates_a_keel_cluster() {
     ctl.run(&["pause", "--wait", &ctl.scope]);
     for i in 0..3 {
         c.wait_for("members to report pause", SWITCH, |c| {
-            c.status(i)
-                .filter(|s| s["pause"] == true)
-                .map(|_| ())
+            c.status(i).filter(|s| s["pause"] == true).map(|_| ())
         });
     }
     ctl.run(&["resume", "--wait", &ctl.scope]);
@@ -157,7 +159,10 @@ fn patronictl_operates_a_keel_cluster() {
     ]);
     let shown = ctl.run(&["show-config", &ctl.scope]);
     assert!(shown.contains("work_mem: 7MB"), "{shown}");
-    assert!(shown.contains("maximum_lag_on_failover: 2097152"), "{shown}");
+    assert!(
+        shown.contains("maximum_lag_on_failover: 2097152"),
+        "{shown}"
+    );
     c.wait_for("work_mem to be applied", SWITCH, |c| {
         (c.sql(candidate, "SHOW work_mem").ok()? == ["7MB"]).then_some(())
     });
@@ -166,13 +171,20 @@ fn patronictl_operates_a_keel_cluster() {
     let replica = leader;
     let before = c.status(replica).unwrap()["postmaster_start_time"].clone();
     let text = ctl.run(&["restart", &ctl.scope, &leader_name, "--force"]);
-    assert!(text.contains(&format!("Success: restart on member {leader_name}")), "{text}");
+    assert!(
+        text.contains(&format!("Success: restart on member {leader_name}")),
+        "{text}"
+    );
     let after = c.status(replica).unwrap()["postmaster_start_time"].clone();
     assert_ne!(before, after, "the postmaster was not restarted");
 
     // reinit the same replica through POST /reinitialize.
     let text = ctl.run(&["reinit", &ctl.scope, &leader_name, "--force", "--wait"]);
-    assert!(text.contains(&format!("Success: reinitialize for member {leader_name}")), "{text}\n{}", c.logs());
+    assert!(
+        text.contains(&format!("Success: reinitialize for member {leader_name}")),
+        "{text}\n{}",
+        c.logs()
+    );
     c.wait_for("the reinitialized replica to stream", BOOT, |c| {
         c.streaming_replicas().contains(&replica).then_some(())
     });
