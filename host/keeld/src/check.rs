@@ -12,8 +12,6 @@ use anyhow::{Context, anyhow};
 use keel_config::{DynamicConfig, Env, Settings};
 use keel_runtime::{LoadedPlugin, PluginCatalog, Runtime, RuntimeOptions};
 
-use crate::grants;
-
 fn print_plugin(plugin: &LoadedPlugin) {
     let d = plugin.description();
     println!("{} {} ({})", d.name, d.version, plugin.file().display());
@@ -63,7 +61,7 @@ pub(crate) async fn check(file: &Path, config: Option<&Path>) -> anyhow::Result<
                 )
             })?;
         let retry = DynamicConfig::default().retry_timeout;
-        let granted = grants::for_plugin(&settings, &plugin, section, retry)
+        let granted = keel_select::for_plugin(&settings, &plugin, section, retry)
             .with_context(|| format!("{}: section `{section}`", config.display()))?;
         println!(
             "  granted:      {} (from section `{section}`)",

@@ -4,11 +4,9 @@
 //! the REST API live in their own crates; this binary puts them together.
 
 mod check;
-mod grants;
 mod ha;
 mod metrics;
 mod run;
-mod selection;
 mod signals;
 
 use std::path::PathBuf;

@@ -15,7 +15,7 @@ use keel_dcs::{Dcs, DcsBackend};
 use keel_runtime::{PluginCatalog, Runtime, RuntimeOptions};
 
 use crate::metrics::PluginSeries;
-use crate::selection::{Choice, select};
+use keel_select::{Choice, select};
 
 pub(crate) fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let settings = Settings::load_or_env(config, &Env::from_process()).context("configuration")?;

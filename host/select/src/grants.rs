@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
 use keel_config::Settings;
 use keel_runtime::capabilities::{EtcdGrant, HttpGrant, PostgresGrant};
 use keel_runtime::{Grants, LoadedPlugin, PluginKind};
 
+use crate::Error;
+
 /// Per-request timeout of the etcd client, given the DCS retry budget: a few
 /// attempts fit in one `retry_timeout`, as in Patroni's client.
-pub(crate) fn etcd_request_timeout(retry_timeout: u32) -> Duration {
+pub fn etcd_request_timeout(retry_timeout: u32) -> Duration {
     Duration::from_secs(u64::from((retry_timeout / 3).max(1)))
 }
 
@@ -21,12 +22,12 @@ fn imports(plugin: &LoadedPlugin, interface: &str) -> bool {
 
 /// The grants of `plugin`, configured by `section`: only capabilities it
 /// imports, pointed only at what the section names.
-pub(crate) fn for_plugin(
+pub fn for_plugin(
     settings: &Settings,
     plugin: &LoadedPlugin,
     section: &str,
     retry_timeout: u32,
-) -> anyhow::Result<Grants> {
+) -> Result<Grants, Error> {
     let config = settings
         .plugin_sections
         .get(section)
@@ -36,14 +37,18 @@ pub(crate) fn for_plugin(
         PluginKind::Dcs => {
             // The store's endpoints, reachable through the typed etcd client and
             // over HTTP (etcd's JSON gateway, Consul, ...); nothing else.
+            let problem = |problem| Error::Section {
+                section: section.to_owned(),
+                problem,
+            };
             let http = HttpGrant::from_section(section, &config, 2379)
-                .map_err(|problem| anyhow!(problem))?
-                .ok_or_else(|| {
-                    anyhow!("{section}: names no endpoints; set {section}.hosts (for example 127.0.0.1:2379)")
+                .map_err(problem)?
+                .ok_or_else(|| Error::NoEndpoints {
+                    section: section.to_owned(),
                 })?;
             let etcd = if imports(plugin, "keel:host/etcd@") {
                 EtcdGrant::from_section(section, &config, etcd_request_timeout(retry_timeout))
-                    .map_err(|problem| anyhow!(problem))?
+                    .map_err(problem)?
                     .map(Arc::new)
             } else {
                 None
@@ -55,21 +60,17 @@ pub(crate) fn for_plugin(
                 ..Grants::default()
             })
         }
-        PluginKind::Mpp => {
-            let postgres = postgres_grant(settings)
-                .context("postgresql: cannot describe the local instance")?;
-            Ok(Grants {
-                postgres: Some(Arc::new(postgres)),
-                ..Grants::default()
-            })
-        }
+        PluginKind::Mpp => Ok(Grants {
+            postgres: Some(Arc::new(postgres_grant(settings))),
+            ..Grants::default()
+        }),
     }
 }
 
 /// Sessions on the local instance as the superuser: over the unix socket when
 /// `use_unix_socket` is set and a socket directory is configured, else over TCP
 /// to the first address PostgreSQL listens on.
-fn postgres_grant(settings: &Settings) -> anyhow::Result<PostgresGrant> {
+fn postgres_grant(settings: &Settings) -> PostgresGrant {
     let pg = &settings.postgresql;
     let mut config = tokio_postgres::Config::new();
     let socket_dir = pg
@@ -103,5 +104,5 @@ fn postgres_grant(settings: &Settings) -> anyhow::Result<PostgresGrant> {
         config.password(password);
     }
     config.dbname(&pg.database);
-    Ok(PostgresGrant::new(config, Duration::from_secs(5)))
+    PostgresGrant::new(config, Duration::from_secs(5))
 }

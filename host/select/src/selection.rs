@@ -5,24 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use keel_config::Settings;
 use keel_runtime::{Grants, LoadedPlugin, PluginCatalog, PluginKind, PluginLimits};
 
-use crate::grants;
+use crate::{Error, grants};
 
 /// One selected plugin with what it is granted.
-pub(crate) struct Choice {
+pub struct Choice {
     /// The config section that selected it (`etcd3`, `citus`).
-    pub(crate) section: String,
-    pub(crate) plugin: Arc<LoadedPlugin>,
-    pub(crate) grants: Grants,
-    pub(crate) limits: PluginLimits,
+    pub section: String,
+    pub plugin: Arc<LoadedPlugin>,
+    pub grants: Grants,
+    pub limits: PluginLimits,
 }
 
 impl Choice {
     /// The plugin's config section as JSON.
-    pub(crate) fn config_json(&self, settings: &Settings) -> String {
+    pub fn config_json(&self, settings: &Settings) -> String {
         settings
             .plugin_sections
             .get(&self.section)
@@ -32,9 +31,9 @@ impl Choice {
 }
 
 /// The plugins this member runs with.
-pub(crate) struct Selected {
-    pub(crate) dcs: Choice,
-    pub(crate) mpp: Option<Choice>,
+pub struct Selected {
+    pub dcs: Choice,
+    pub mpp: Option<Choice>,
 }
 
 fn limits(settings: &Settings, name: &str) -> PluginLimits {
@@ -58,20 +57,22 @@ fn refused(catalog: &PluginCatalog) -> String {
 }
 
 /// Select the plugins `settings` asks for from `catalog`.
-pub(crate) fn select(
+///
+/// `retry_timeout` bounds the DCS client's requests (see [`crate::etcd_request_timeout`]).
+pub fn select(
     settings: &Settings,
     catalog: &PluginCatalog,
     retry_timeout: u32,
-) -> anyhow::Result<Selected> {
+) -> Result<Selected, Error> {
     let mut dcs: Vec<Choice> = Vec::new();
     let mut mpp: Vec<Choice> = Vec::new();
     for section in settings.plugin_sections.keys() {
         let Some(plugin) = catalog.find(section) else {
-            bail!(
-                "config section `{section}` selects a plugin, but none in the plugin directory answers to that name; available: {}{}",
-                catalog.available(),
-                refused(catalog)
-            );
+            return Err(Error::UnknownSection {
+                section: section.clone(),
+                available: catalog.available(),
+                refused: refused(catalog),
+            });
         };
         let kind = plugin.description().kind;
         let choice = Choice {
@@ -93,16 +94,16 @@ pub(crate) fn select(
             .join(", ")
     };
     if dcs.len() > 1 {
-        bail!(
-            "sections {} each select a DCS plugin; a member uses exactly one DCS",
-            names(&dcs)
-        );
+        return Err(Error::TooMany {
+            sections: names(&dcs),
+            what: "a DCS plugin; a member uses exactly one DCS",
+        });
     }
     if mpp.len() > 1 {
-        bail!(
-            "sections {} each select an MPP plugin; a member uses at most one",
-            names(&mpp)
-        );
+        return Err(Error::TooMany {
+            sections: names(&mpp),
+            what: "an MPP plugin; a member uses at most one",
+        });
     }
     let Some(dcs) = dcs.pop() else {
         let available: Vec<String> = catalog
@@ -111,15 +112,14 @@ pub(crate) fn select(
             .filter(|p| p.description().kind == PluginKind::Dcs)
             .map(|p| p.description().name.clone())
             .collect();
-        bail!(
-            "no DCS configured: add a section that selects a DCS plugin, such as `etcd3: {{hosts: 127.0.0.1:2379}}`; DCS plugins available: {}{}",
-            if available.is_empty() {
+        return Err(Error::NoDcs {
+            available: if available.is_empty() {
                 "none".into()
             } else {
                 available.join(", ")
             },
-            refused(catalog)
-        );
+            refused: refused(catalog),
+        });
     };
     Ok(Selected {
         dcs,
