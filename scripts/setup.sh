@@ -16,6 +16,8 @@ command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 # The TLS etcd tests make their throw-away CA with the openssl command.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+# examples/haproxy.cfg is tested end to end against a running cluster.
+[ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -260,40 +260,10 @@ impl Cluster {
         })
     }
 
-    /// A libpq connection string to member `i` as the superuser.
-    pub(crate) fn conninfo(&self, i: usize) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres password=pw dbname=postgres connect_timeout=3",
-            self.members[i].pg_port
-        )
-    }
-
     /// Run SQL on member `i` (simple query protocol), returning the first
     /// column of every row.
     pub(crate) fn sql(&self, i: usize, sql: &str) -> Result<Vec<String>, String> {
-        let conninfo = self.conninfo(i);
-        let sql = sql.to_owned();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
-            let rows = tokio::time::timeout(Duration::from_secs(10), client.simple_query(&sql))
-                .await
-                .map_err(|_| "query timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
-            Ok(rows
-                .into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                })
-                .collect())
-        })
+        sql_on_port(self.members[i].pg_port, sql)
     }
 
     /// Write the `failover` key (what `keelctl switchover` will do).
@@ -351,6 +321,32 @@ impl Drop for Cluster {
     }
 }
 
+/// A minimal HTTP/1.0 POST of a JSON body on loopback (bounded, up to 60 s
+/// for a switchover to finish): status code and body.
+pub(crate) fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
 /// A minimal HTTP/1.0 GET on loopback (bounded): status code and body.
 pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
@@ -366,4 +362,34 @@ pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((code, body))
+}
+
+/// Run SQL as the superuser on a loopback port (a member or a proxy in front
+/// of one), returning the first column of every row.
+pub(crate) fn sql_on_port(port: u16, sql: &str) -> Result<Vec<String>, String> {
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=postgres password=pw dbname=postgres connect_timeout=3"
+    );
+    let sql = sql.to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let rows = tokio::time::timeout(Duration::from_secs(10), client.simple_query(&sql))
+            .await
+            .map_err(|_| "query timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect())
+    })
 }

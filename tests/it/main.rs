@@ -11,6 +11,7 @@ mod cluster;
 mod dcs_conformance;
 mod etcd_capability;
 mod ha_e2e;
+mod haproxy_e2e;
 mod http_capability;
 mod keeld_cli;
 mod patroni_interop;

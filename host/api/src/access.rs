@@ -76,6 +76,13 @@ impl AccessPolicy {
         self
     }
 
+    /// Unsafe requests need a verified client certificate (HTTPS with
+    /// `verify_client: optional` or `required`).
+    pub fn requiring_client_certificate(mut self) -> Self {
+        self.require_client_certificate = true;
+        self
+    }
+
     /// Only these networks may change things.
     pub fn with_allowlist(mut self, nets: Vec<IpNet>, include_members: bool) -> Self {
         self.allowlist = nets;

@@ -24,6 +24,7 @@ mod reply;
 mod restart;
 mod schedule;
 mod server;
+mod tls;
 
 pub use access::{AccessPolicy, AllowlistError, ClientCertificate, basic_header};
 pub use cluster::as_json as cluster_json;
@@ -34,3 +35,4 @@ pub use node::{
 };
 pub use restart::version_number;
 pub use server::{ApiOptions, router, serve};
+pub use tls::{TlsError, serve_tls, server_config as tls_server_config};

@@ -600,3 +600,92 @@ async fn malformed_bodies_are_400_with_a_reason() {
     let (code, _) = call(&f.app, "POST", "/switchover", None).await;
     assert_eq!(code, StatusCode::LENGTH_REQUIRED);
 }
+
+/// Serve the fixture's API over HTTPS on a loopback port.
+async fn serve_https(app: Router, verify: &str, pki: &keel_testkit::tls::TestPki) -> u16 {
+    let yaml = format!(
+        "scope: batman\nname: a\nrestapi: {{listen: 127.0.0.1:8008, connect_address: 127.0.0.1:8008, \
+         certfile: {}, keyfile: {}, cafile: {}, verify_client: {verify}}}\netcd3: {{hosts: 127.0.0.1:2379}}\n\
+         postgresql: {{data_dir: /tmp/x, listen: 127.0.0.1:5432, connect_address: 127.0.0.1:5432, \
+         authentication: {{superuser: {{username: postgres}}, replication: {{username: rep}}}}}}\n",
+        pki.server_cert().display(),
+        pki.server_key().display(),
+        pki.ca().display()
+    );
+    let settings =
+        keel_config::Settings::from_yaml_str(&yaml, &keel_config::Env::default()).unwrap();
+    let config = keel_api::tls_server_config(&settings.restapi)
+        .unwrap()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(keel_api::serve_tls(listener, app, config));
+    port
+}
+
+fn https_client(pki: &keel_testkit::tls::TestPki, with_cert: bool) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).unwrap()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .use_rustls_tls();
+    if with_cert {
+        let mut pem = std::fs::read(pki.client_cert()).unwrap();
+        pem.extend(std::fs::read(pki.client_key()).unwrap());
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test]
+async fn https_with_optional_client_certificates_guards_only_unsafe_requests() {
+    let Some(pki) = keel_testkit::tls::TestPki::generate() else {
+        return;
+    };
+    let f = fixture(
+        FakeNode::default(),
+        AccessPolicy::open().requiring_client_certificate(),
+    )
+    .await;
+    let port = serve_https(f.app.clone(), "optional", &pki).await;
+    let base = format!("https://localhost:{port}");
+    let anonymous = https_client(&pki, false);
+    let resp = anonymous
+        .get(format!("{base}/patroni"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = anonymous
+        .post(format!("{base}/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.text().await.unwrap(), "client certificate required");
+    let known = https_client(&pki, true);
+    let resp = known.post(format!("{base}/reload")).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+}
+
+#[tokio::test]
+async fn https_with_required_client_certificates_refuses_the_handshake() {
+    let Some(pki) = keel_testkit::tls::TestPki::generate() else {
+        return;
+    };
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    let port = serve_https(f.app.clone(), "required", &pki).await;
+    let base = format!("https://localhost:{port}");
+    assert!(
+        https_client(&pki, false)
+            .get(format!("{base}/patroni"))
+            .send()
+            .await
+            .is_err()
+    );
+    let resp = https_client(&pki, true)
+        .get(format!("{base}/patroni"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

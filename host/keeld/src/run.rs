@@ -177,10 +177,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         role: "replica".to_owned(),
         ..crate::ha::Shared::default()
     }));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .context("HTTP client")?;
+    let http = peer_client(&settings)?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let (commands, command_queue) = tokio::sync::mpsc::unbounded_channel();
     let (scope, member) = (settings.scope.clone(), settings.name.clone());
@@ -212,9 +209,15 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     let listener = tokio::net::TcpListener::bind((host, listen.port))
         .await
         .with_context(|| format!("restapi.listen: cannot listen on {host}:{}", listen.port))?;
-    println!("REST API on http://{host}:{}", listen.port);
+    let tls = keel_api::tls_server_config(&settings.restapi)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("REST API on {scheme}://{host}:{}", listen.port);
     tokio::spawn(async move {
-        if let Err(e) = keel_api::serve(listener, router).await {
+        let served = match tls {
+            Some(config) => keel_api::serve_tls(listener, router, config).await,
+            None => keel_api::serve(listener, router).await,
+        };
+        if let Err(e) = served {
             tracing::error!("REST API stopped: {e}");
         }
     });
@@ -239,6 +242,56 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         role: "replica",
     };
     Ok(daemon)
+}
+
+/// The client for other members' REST APIs (status, failsafe): trusts
+/// `ctl.cacert` or `restapi.cafile`, presents `ctl.certfile`/`keyfile` (or the
+/// REST API's own certificate), skips verification with `ctl.insecure`.
+fn peer_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .use_rustls_tls();
+    let ctl = &settings.ctl;
+    let rest = &settings.restapi;
+    if let Some((key, ca)) = ctl
+        .cacert
+        .as_ref()
+        .map(|p| ("ctl.cacert", p))
+        .or(rest.cafile.as_ref().map(|p| ("restapi.cafile", p)))
+    {
+        let pem = std::fs::read(ca).with_context(|| format!("{key}: {}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{key}: {}: not a PEM certificate bundle", ca.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let identity = match (&ctl.certfile, &ctl.keyfile) {
+        (Some(cert), key) => Some(("ctl.certfile", cert, key.as_ref().unwrap_or(cert))),
+        (None, _) => rest.certfile.as_ref().map(|cert| {
+            (
+                "restapi.certfile",
+                cert,
+                rest.keyfile.as_ref().unwrap_or(cert),
+            )
+        }),
+    };
+    if let Some((key, cert, private)) = identity
+        && (ctl.certfile.is_some() || rest.cafile.is_some())
+    {
+        let mut pem = std::fs::read(cert).with_context(|| format!("{key}: {}", cert.display()))?;
+        pem.extend(
+            std::fs::read(private).with_context(|| format!("{key}: {}", private.display()))?,
+        );
+        builder =
+            builder.identity(reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!("{key}: {} is not a certificate and key", cert.display())
+            })?);
+    }
+    if ctl.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder.build().context("HTTP client for other members")
 }
 
 /// The dynamic configuration at start-up: the DCS `config` if present, else
