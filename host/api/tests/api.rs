@@ -689,3 +689,99 @@ async fn https_with_required_client_certificates_refuses_the_handshake() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+mod fuzz {
+    //! Arbitrary bodies on every JSON endpoint: an answer from the documented
+    //! set, never a panic. Failing cases are kept in `proptest-regressions/`.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// JSON values of any shape, with the field names the endpoints read.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("leader".to_owned()),
+            Just("candidate".to_owned()),
+            Just("member".to_owned()),
+            Just("scheduled_at".to_owned()),
+            Just("schedule".to_owned()),
+            Just("role".to_owned()),
+            Just("timeout".to_owned()),
+            Just("postgres_version".to_owned()),
+            Just("restart_pending".to_owned()),
+            Just("force".to_owned()),
+            Just("pause".to_owned()),
+            Just("name".to_owned()),
+            Just("postgresql".to_owned()),
+            "[a-z_]{1,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            prop_oneof![
+                Just("a".to_owned()),
+                Just("b".to_owned()),
+                Just("2999-01-01T00:00:00+00:00".to_owned()),
+                Just("2000-01-01T00:00:00".to_owned()),
+                Just("15.2".to_owned()),
+                Just("1h".to_owned()),
+                ".{0,12}",
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            json_value().prop_map(|v| v.to_string().into_bytes()),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    const ENDPOINTS: [(&str, &str); 10] = [
+        ("POST", "/switchover"),
+        ("POST", "/failover"),
+        ("DELETE", "/switchover"),
+        ("PATCH", "/config"),
+        ("PUT", "/config"),
+        ("POST", "/restart"),
+        ("POST", "/reinitialize"),
+        ("POST", "/failsafe"),
+        ("POST", "/citus"),
+        ("POST", "/reload"),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_body_makes_an_endpoint_panic(which in 0..ENDPOINTS.len(), body in body()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+            let (method, path) = ENDPOINTS[which];
+            let code = rt.block_on(async {
+                let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+                let req = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header(header::CONTENT_LENGTH, body.len())
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                f.app.clone().oneshot(req).await.unwrap().status()
+            });
+            let allowed = [200, 202, 400, 404, 409, 412, 422, 500, 502, 503];
+            prop_assert!(allowed.contains(&code.as_u16()), "{method} {path}: {code}");
+        }
+    }
+}
