@@ -24,6 +24,14 @@ pub struct HealthFacts {
     pub leader_optime: u64,
     /// This node's replayed position.
     pub replayed: u64,
+    /// A replica's received (written) WAL position.
+    pub received: u64,
+    /// A replica's WAL receiver is streaming.
+    pub streaming: bool,
+    /// failsafe mode is active (the DCS is gone but the leader confirmed itself).
+    pub failsafe_active: bool,
+    /// `maximum_lag_on_failover`: `/readiness`'s default lag limit.
+    pub maximum_lag_on_failover: u64,
     /// Tagged `noloadbalance`.
     pub noloadbalance: bool,
     /// Listed in `/sync`.
@@ -57,6 +65,33 @@ fn tag_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string().to_lowercase(),
+    }
+}
+
+/// `GET /readiness` (Patroni 4.1): the leader is ready; a replica is ready when
+/// PostgreSQL runs, its WAL receiver streams, the DCS is reachable (or failsafe
+/// is active) and it lags at most `?lag=` (default `maximum_lag_on_failover`),
+/// measured on replayed WAL (`mode=apply`, the default) or received WAL (`mode=write`).
+pub fn readiness_code(query: &BTreeMap<String, String>, f: &HealthFacts) -> u16 {
+    if f.is_leader {
+        return 200;
+    }
+    if !f.running || !f.streaming || !(f.has_cluster_view || f.failsafe_active) {
+        return 503;
+    }
+    let limit = query
+        .get("lag")
+        .and_then(|l| parse_lag(l))
+        .unwrap_or(f.maximum_lag_on_failover);
+    let position = if query.get("mode").map(String::as_str) == Some("write") {
+        f.received.max(f.replayed)
+    } else {
+        f.replayed
+    };
+    if f.leader_optime > 0 && f.leader_optime.saturating_sub(position) > limit {
+        503
+    } else {
+        200
     }
 }
 
@@ -212,6 +247,33 @@ mod tests {
             assert_eq!(health_code(path, &none, &primary()), p, "primary {path}");
             assert_eq!(health_code(path, &none, &replica()), r, "replica {path}");
         }
+    }
+
+    #[test]
+    fn readiness_wants_a_streaming_replica_within_the_lag_limit() {
+        let mut f = HealthFacts {
+            running: true,
+            streaming: true,
+            has_cluster_view: true,
+            leader_optime: 1000,
+            replayed: 100,
+            received: 990,
+            maximum_lag_on_failover: 500,
+            ..HealthFacts::default()
+        };
+        let q = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(readiness_code(&q(&[]), &f), 503);
+        assert_eq!(readiness_code(&q(&[("mode", "write")]), &f), 200);
+        assert_eq!(readiness_code(&q(&[("lag", "1kB")]), &f), 200);
+        f.streaming = false;
+        assert_eq!(readiness_code(&q(&[("lag", "1kB")]), &f), 503);
+        f.is_leader = true;
+        assert_eq!(readiness_code(&q(&[]), &f), 200);
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod tls;
 
 pub use access::{AccessPolicy, AllowlistError, ClientCertificate, basic_header};
 pub use cluster::as_json as cluster_json;
-pub use health::{HealthFacts, health_code};
+pub use health::{HealthFacts, health_code, readiness_code};
 pub use metrics::{escape as escape_label, render as render_metrics};
 pub use node::{
     FailsafeReply, FailsafeRequest, Node, RestartOutcome, RestartRequest, StatusReport,

@@ -183,13 +183,13 @@ async fn liveness(State(api): State<Api>) -> StatusCode {
     }
 }
 
-async fn readiness(State(api): State<Api>) -> StatusCode {
+async fn readiness(
+    State(api): State<Api>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> StatusCode {
     let f = api.node.status().await.facts;
-    if f.is_leader || (f.running && f.has_cluster_view) {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+    StatusCode::from_u16(crate::health::readiness_code(&query, &f))
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 async fn failsafe(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) ttl: u32,
     /// failsafe_mode is on.
     pub(crate) failsafe_mode: bool,
+    /// `maximum_lag_on_failover`, the default lag limit of `/readiness`.
+    pub(crate) maximum_lag_on_failover: u64,
     /// A primary accepted by POST /failsafe, and when.
     pub(crate) failsafe_leader: Option<(String, DateTime<Utc>)>,
     /// The role the daemon manages (`primary`, `replica`, `demoted`, `uninitialized`).
@@ -242,6 +244,7 @@ impl Daemon {
         shared.last_cycle = Some(Utc::now());
         shared.is_leader = self.memory.has_lock;
         shared.role = self.role.to_owned();
+        shared.maximum_lag_on_failover = self.dynamic.maximum_lag_on_failover;
         match (plan.wake_at, restart_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

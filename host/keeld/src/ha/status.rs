@@ -58,6 +58,7 @@ impl ApiNode {
             running,
             is_leader: shared.is_leader,
             paused: shared.paused,
+            maximum_lag_on_failover: shared.maximum_lag_on_failover,
             tags: self.tags.clone(),
             noloadbalance: self.tags.get("noloadbalance").and_then(Value::as_bool) == Some(true),
             ..HealthFacts::default()
@@ -104,6 +105,8 @@ impl ApiNode {
                         let replay = st.replay_lsn.map_or(0, |l| l.0);
                         let receive = st.receive_lsn.map_or(replay, |l| l.0);
                         facts.replayed = replay;
+                        facts.received = receive;
+                        facts.streaming = st.wal_receiver_status.as_deref() == Some("streaming");
                         body.insert("role".into(), json!("replica"));
                         body.insert(
                             "xlog".into(),
