@@ -13,6 +13,7 @@ mod etcd_capability;
 mod ha_e2e;
 mod haproxy_e2e;
 mod http_capability;
+mod keelctl_cli;
 mod keeld_cli;
 mod patroni_interop;
 mod patroni_tooling;
