@@ -30,7 +30,12 @@ struct Ctl {
 
 impl Ctl {
     fn output(&self, args: &[&str], stdin: &str) -> Output {
+        self.output_env(args, stdin, &[])
+    }
+
+    fn output_env(&self, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> Output {
         let mut child = Command::new(keelctl_binary())
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(&self.config)
             .args(args)
@@ -172,6 +177,28 @@ fn keelctl_operates_a_keel_cluster() {
         .map(|r| r["Member"].as_str().unwrap())
         .collect();
     assert_eq!(shown, [leader_name.as_str()]);
+    // A patronictl-style file (scope, DCS section, plugin dir) lists the same.
+    let member_config = std::fs::read_to_string(&ctl.config).unwrap();
+    let plugins = member_config
+        .lines()
+        .find(|l| l.starts_with("plugins:"))
+        .unwrap();
+    let own = dir.path().join("keelctl.yaml");
+    std::fs::write(
+        &own,
+        format!(
+            "scope: {}\netcd3: {{hosts: {}}}\n{plugins}\n",
+            c.scope,
+            c.etcd.endpoint()
+        ),
+    )
+    .unwrap();
+    let mine = Ctl {
+        config: own,
+        scope: c.scope.clone(),
+    };
+    let rows_own: Vec<Value> = serde_json::from_str(&mine.run(&["list", "-f", "json"])).unwrap();
+    assert_eq!(summary(&rows_own).len(), 3, "{rows_own:?}");
     let table = ctl.run(&["list", &ctl.scope]);
     assert!(
         table.starts_with(&format!("+ Cluster: {} (", ctl.scope)),
@@ -201,6 +228,18 @@ fn keelctl_operates_a_keel_cluster() {
         err.contains(&dead) && err.contains("cannot read cluster"),
         "{err}"
     );
+
+    // Interactive: patronictl's questions, defaults taken, refused at the end.
+    let out = ctl.output(&["switchover", &ctl.scope], "\n\n\nn\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("Primary [{leader_name}]: Candidate ['"))
+            && text.contains("When should the switchover take place (e.g. ")
+            && text.contains(&format!("Are you sure you want to switchover cluster {}, demoting current leader {leader_name}? [y/N]: ", ctl.scope)),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Aborting switchover"));
 
     // dsn and query find the leader through the DCS.
     let dsn = ctl.run(&["dsn", &ctl.scope]);
@@ -291,6 +330,59 @@ fn keelctl_operates_a_keel_cluster() {
     c.wait_for("work_mem to be applied", SWITCH, |c| {
         (c.sql(candidate, "SHOW work_mem").ok()? == ["7MB"]).then_some(())
     });
+
+    // edit-config in $EDITOR: the diff, a question, compare-and-set. An editor
+    // that lets another keelctl change the configuration first loses the race.
+    let editor = |name: &str, before: &str| {
+        let path = dir.path().join(name);
+        let script = format!(
+            "#!/bin/sh\n{before}\nsed -i 's/^maximum_lag_on_failover: 2097152$/maximum_lag_on_failover: 3145728/' \"$1\"\n"
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    let racing = editor(
+        "racing-editor",
+        "\"$KEELCTL\" -c \"$CFG\" edit-config --force -s loop_wait=2 \"$SCOPE\" >/dev/null",
+    );
+    let bin = keelctl_binary();
+    let env = [
+        ("EDITOR", racing.as_path()),
+        ("KEELCTL", bin.as_path()),
+        ("CFG", ctl.config.as_path()),
+        ("SCOPE", Path::new(&ctl.scope)),
+    ];
+    let out = ctl.output_env(&["edit-config", &ctl.scope], "y\n", &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Config modification aborted due to concurrent changes"),
+        "{err}"
+    );
+    let plain = editor("editor", "");
+    let out = ctl.output_env(
+        &["edit-config", &ctl.scope],
+        "y\n",
+        &[("EDITOR", plain.as_path())],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("-maximum_lag_on_failover: 2097152\n+maximum_lag_on_failover: 3145728")
+            && text.contains("Apply these changes? [y/N]: Configuration changed"),
+        "{text}"
+    );
+    let shown = ctl.run(&["show-config", &ctl.scope]);
+    assert!(
+        shown.contains("maximum_lag_on_failover: 3145728") && shown.contains("loop_wait: 2"),
+        "{shown}"
+    );
 
     // restart the old leader, now a replica.
     let replica = leader;

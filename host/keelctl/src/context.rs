@@ -69,6 +69,7 @@ impl Ctl {
         let scope = file_scope.clone().unwrap_or_else(|| "keelctl".into());
         tree.entry("scope").or_insert_with(|| scope.clone().into());
         tree.entry("name").or_insert_with(|| scope.into());
+        fill_daemon_keys(&mut tree);
         let settings = Settings::from_tree(tree, &Env::from_process())
             .with_context(|| format!("configuration {source}"))?;
         let dir = settings.plugins.dir.clone().ok_or_else(|| {
@@ -296,6 +297,47 @@ fn read_tree(given: Option<&Path>) -> anyhow::Result<(Map<String, Value>, String
     Ok((tree, path.display().to_string()))
 }
 
+/// Placeholders for what a daemon's configuration must have and keelctl never
+/// uses (its own REST and PostgreSQL addresses), so a patronictl-style file
+/// with only `scope` and a DCS section loads.
+fn fill_daemon_keys(tree: &mut Map<String, Value>) {
+    let placeholders: [(&[&str], &str); 7] = [
+        (&["restapi", "listen"], "127.0.0.1:8008"),
+        (&["restapi", "connect_address"], "127.0.0.1:8008"),
+        (&["postgresql", "listen"], "127.0.0.1:5432"),
+        (&["postgresql", "connect_address"], "127.0.0.1:5432"),
+        (&["postgresql", "data_dir"], "/nonexistent"),
+        (
+            &["postgresql", "authentication", "superuser", "username"],
+            "postgres",
+        ),
+        (
+            &["postgresql", "authentication", "replication", "username"],
+            "replicator",
+        ),
+    ];
+    for (path, value) in placeholders {
+        put_default(tree, path, value);
+    }
+}
+
+fn put_default(node: &mut Map<String, Value>, path: &[&str], value: &str) {
+    match path {
+        [] => {}
+        [last] => {
+            node.entry(*last).or_insert_with(|| value.into());
+        }
+        [first, rest @ ..] => {
+            let entry = node
+                .entry(*first)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(child) = entry {
+                put_default(child, rest, value);
+            }
+        }
+    }
+}
+
 /// The DCS section names patronictl's `--dcs-url` replaces.
 const DCS_SECTIONS: [&str; 7] = [
     "etcd",
@@ -352,6 +394,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_patronictl_style_file_loads() {
+        let mut tree: Map<String, Value> =
+            serde_yaml_ng::from_str("scope: demo\nname: demo\netcd3: {hosts: 127.0.0.1:2379}\nctl: {authentication: {username: u, password: p}}\n")
+                .unwrap();
+        fill_daemon_keys(&mut tree);
+        let settings = Settings::from_tree(tree, &Env::empty()).unwrap();
+        assert_eq!(settings.scope, "demo");
+        assert!(settings.plugin_sections.contains_key("etcd3"));
+        assert_eq!(settings.ctl.authentication.unwrap().username, "u");
+    }
 
     #[test]
     fn dcs_urls_replace_the_dcs_section() {

@@ -177,9 +177,81 @@ pub(crate) fn python_json(v: &Value) -> String {
     }
 }
 
-/// YAML in block style with sorted keys (what `yaml.safe_dump` gives).
+/// YAML in block style with sorted keys, as `yaml.safe_dump` writes it:
+/// sequences in a mapping are not indented, and a string that YAML 1.1 would
+/// read as something else (`'on'`, `'010'`, `''`) is quoted, so the output
+/// means the same to patronictl, PyYAML and keelctl.
 pub(crate) fn yaml(v: &Value) -> String {
-    serde_yaml_ng::to_string(v).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))
+    let mut out = yaml_lines(v).join("\n");
+    out.push('\n');
+    out
+}
+
+fn yaml_lines(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let mut lines = Vec::new();
+            for (key, value) in map {
+                let key = yaml_scalar(&Value::String(key.clone()));
+                match value {
+                    Value::Object(m) if !m.is_empty() => {
+                        lines.push(format!("{key}:"));
+                        lines.extend(yaml_lines(value).into_iter().map(|l| format!("  {l}")));
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        lines.push(format!("{key}:"));
+                        lines.extend(yaml_lines(value));
+                    }
+                    _ => lines.push(format!("{key}: {}", yaml_scalar(value))),
+                }
+            }
+            lines
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let mut lines = Vec::new();
+            for item in items {
+                for (i, line) in yaml_lines(item).into_iter().enumerate() {
+                    lines.push(if i == 0 {
+                        format!("- {line}")
+                    } else {
+                        format!("  {line}")
+                    });
+                }
+            }
+            lines
+        }
+        scalar => vec![yaml_scalar(scalar)],
+    }
+}
+
+fn yaml_scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        Value::String(s) if s.contains(|c: char| c.is_control()) => {
+            Value::String(s.clone()).to_string()
+        }
+        Value::String(s) if plain_is_safe(s) => s.clone(),
+        Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        other => other.to_string(),
+    }
+}
+
+/// Whether `s` can be written unquoted and read back as the same string by a
+/// YAML 1.1 reader (erring on the side of quoting).
+fn plain_is_safe(s: &str) -> bool {
+    let first = s.chars().next();
+    let date_like =
+        s.len() >= 8 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b'-';
+    !s.is_empty()
+        && s.trim() == s
+        && !first.is_some_and(|c| "-?:,[]{}#&*!|>'\"%@`".contains(c))
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.ends_with(':')
+        && !date_like
+        && crate::config_edit::yaml_value(s).ok() == Some(Value::String(s.to_owned()))
 }
 
 /// The local time as patronictl prints it: seconds plus `precision` digits of
@@ -271,6 +343,43 @@ mod tests {
             4,
             "{text}"
         );
+    }
+
+    #[test]
+    fn yaml_is_what_pyyaml_safe_dump_writes() {
+        let config = json!({"ttl": 30, "pause": null, "postgresql": {"parameters": {
+            "wal_log_hints": "on", "work_mem": "7MB", "x": "", "y": "2024-01-01", "z": "a: b",
+            "n": "010", "s": " sp", "c": "hot_standby,replica", "f": 1.5, "e": {}, "l": []}},
+            "slots": [{"a": 1, "b": "yes"}, ["x", "y"]], "tags": {"nofailover": true}});
+        // Generated with PyYAML's safe_dump(default_flow_style=False).
+        let expected = "\
+pause: null
+postgresql:
+  parameters:
+    c: hot_standby,replica
+    e: {}
+    f: 1.5
+    l: []
+    n: '010'
+    s: ' sp'
+    wal_log_hints: 'on'
+    work_mem: 7MB
+    x: ''
+    y: '2024-01-01'
+    z: 'a: b'
+slots:
+- a: 1
+  b: 'yes'
+- - x
+  - y
+tags:
+  nofailover: true
+ttl: 30
+";
+        assert_eq!(yaml(&config), expected);
+        assert_eq!(yaml(&json!({})), "{}\n");
+        let back: Value = serde_yaml_ng::from_str(&yaml(&config)).unwrap();
+        assert_eq!(back, config);
     }
 
     #[test]
