@@ -9,8 +9,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 bash scripts/setup.sh
 
+. scripts/lib/cluster.sh
 state="$here/.keel-local"
-KEEL_USER="${KEEL_TEST_USER:-keel}"
 ETCD_PORT="${KEEL_ETCD_PORT:-23790}"
 mkdir -p "$state/plugins" "$state/logs" "$state/data"
 
@@ -18,74 +18,26 @@ echo "== building keeld and the plugins"
 cargo build -p keeld
 cargo build --manifest-path plugins/Cargo.toml -p keel-plugin-etcd --release --target wasm32-wasip2
 cp plugins/target/wasm32-wasip2/release/etcd.wasm "$state/plugins/"
-
-# Start a background process in its own process group (so stopping it stops
-# everything it started), as the unprivileged user when we are root.
-start() {
-    local log="$1"; shift
-    if [ "$(id -u)" -eq 0 ]; then set -- runuser -u "$KEEL_USER" -- "$@"; fi
-    setsid "$@" >"$log" 2>&1 &
-    pids+=($!)
-}
 [ "$(id -u)" -ne 0 ] || chown -R "$KEEL_USER" "$state"
 
-pids=()
 cleanup() {
     echo
     echo "== stopping"
-    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    [ -z "${tail_pid:-}" ] || kill "$tail_pid" 2>/dev/null || true
+    stop_spawned 60
     echo "stopped; state kept in $state"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== etcd on 127.0.0.1:$ETCD_PORT"
-start "$state/logs/etcd.log" /usr/bin/etcd --name keel-local --data-dir "$state/etcd" \
-    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --initial-cluster "keel-local=http://127.0.0.1:$((ETCD_PORT + 1))"
-for _ in $(seq 50); do
-    curl -fsS "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1 && break
-    sleep 0.2
-done
+for f in etcd pg1 pg2 pg3; do : >"$state/logs/$f.log"; done   # spawn appends: fresh logs each run
+start_etcd keel-local "$state/etcd" "$ETCD_PORT" "$state/logs/etcd.log"
 
+SCOPE=keel-local NAMESPACE=/service/ SOCKET_DIR="$state/data" PLUGIN_DIR="$state/plugins" TIMINGS="30 10 10"
 for n in 1 2 3; do
-    cat >"$state/pg$n.yml" <<YAML
-scope: keel-local
-namespace: /service/
-name: pg$n
-restapi:
-  listen: 127.0.0.1:$((8008 + n - 1))
-  connect_address: 127.0.0.1:$((8008 + n - 1))
-etcd3:
-  hosts: 127.0.0.1:$ETCD_PORT
-plugins:
-  dir: $state/plugins
-bootstrap:
-  dcs:
-    ttl: 30
-    loop_wait: 10
-    retry_timeout: 10
-    postgresql:
-      use_pg_rewind: true
-      parameters: {wal_log_hints: 'on'}
-postgresql:
-  listen: 127.0.0.1:$((5441 + n - 1))
-  connect_address: 127.0.0.1:$((5441 + n - 1))
-  data_dir: $state/data/pg$n
-  bin_dir: /usr/lib/postgresql/15/bin
-  parameters: {unix_socket_directories: $state/data}
-  pg_hba:
-    - local all all trust
-    - host all all 127.0.0.1/32 md5
-    - host replication replicator 127.0.0.1/32 md5
-  authentication:
-    superuser: {username: postgres, password: postgres}
-    replication: {username: replicator, password: rep}
-YAML
-    start "$state/logs/pg$n.log" env KEEL_LOG="${KEEL_LOG:-info}" NO_COLOR=1 "$here/target/debug/keeld" "$state/pg$n.yml"
+    member_yaml "pg$n" $((8008 + n - 1)) $((5441 + n - 1)) "$state/data/pg$n" >"$state/pg$n.yml"
+    spawn "$state/logs/pg$n.log" env KEEL_LOG="${KEEL_LOG:-info}" NO_COLOR=1 "$here/target/debug/keeld" "$state/pg$n.yml"
 done
 
 cat <<MSG
@@ -98,5 +50,5 @@ Keel local cluster keel-local is starting: members pg1..pg3, etcd at 127.0.0.1:$
   stop:            Ctrl-C
 MSG
 tail -n +1 -F "$state"/logs/pg{1,2,3}.log &
-pids+=($!)
+tail_pid=$!
 wait
