@@ -127,27 +127,12 @@ pub fn version_number(text: &str) -> Option<u32> {
     }
 }
 
-/// A timeout: seconds as a number or a string with an optional unit (`30`, `30s`, `2min`).
+/// A timeout in whole seconds, as Patroni's `parse_int(value, 's')` reads it
+/// (`30`, `"30s"`, `"2min"`).
 fn seconds(value: &Value) -> Option<u32> {
-    match value {
-        Value::Number(n) => n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u32),
-        Value::String(s) => {
-            let s = s.trim();
-            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-            let (digits, unit) = s.split_at(split);
-            let n: u32 = digits.parse().ok()?;
-            let factor = match unit.trim() {
-                "" | "s" => 1,
-                "ms" => return Some(n / 1000),
-                "min" => 60,
-                "h" => 3600,
-                "d" => 86_400,
-                _ => return None,
-            };
-            n.checked_mul(factor)
-        }
-        _ => None,
-    }
+    keel_config::lenient::parse_duration(value)
+        .ok()
+        .and_then(|d| u32::try_from(d.as_secs()).ok())
 }
 
 pub(crate) async fn cancel(State(api): State<Api>) -> Response {
@@ -172,13 +157,10 @@ pub(crate) async fn reinitialize(
         Ok(map) => map,
         Err(refusal) => return refusal.into_response(),
     };
-    let flag = |k: &str| match fields.get(k) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => {
-            matches!(s.to_ascii_lowercase().as_str(), "true" | "on" | "yes" | "1")
-        }
-        Some(Value::Number(n)) => n.as_i64() == Some(1),
-        _ => false,
+    let flag = |k: &str| {
+        fields
+            .get(k)
+            .is_some_and(|v| keel_config::lenient::parse_bool(v).unwrap_or(false))
     };
     match api
         .node
