@@ -174,6 +174,24 @@ impl Cluster {
     }
 
     /// Every member's log, for failure messages.
+    /// Every daemon line of every member (PostgreSQL's own lines left out).
+    pub(crate) fn daemon_lines(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| !l.contains(" UTC [") && !l.starts_with('\t'))
+            {
+                out.push_str(&m.name);
+                out.push_str(": ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for m in &self.members {

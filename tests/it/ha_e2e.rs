@@ -75,6 +75,13 @@ fn switchover_to_a_named_candidate_and_to_any() {
     });
     assert_ne!(third, candidate);
     c.wait_healthy(2, BOOT);
+    // Clean switchovers never fork a history: no member may think it diverged (a replica that
+    // followed the first switchover once compared its last restartpoint's timeline instead).
+    let lines = c.daemon_lines();
+    assert!(
+        !lines.contains("diverged from leader") && !lines.contains("running pg_rewind"),
+        "a switchover made a member rewind:\n{lines}"
+    );
 }
 
 #[test]

@@ -238,6 +238,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         upstream: None,
         ssn: String::new(),
         sysid: None,
+        replay_timeline: None,
         checkpoint_pending: false,
         role: "replica",
     };

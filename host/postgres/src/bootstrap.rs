@@ -135,6 +135,9 @@ impl Postgres {
             }
             self.remove_data_directory()?;
         }
+        // Before initdb: a start that cannot fail later for this reason leaves no half-made
+        // cluster to set aside.
+        self.check_log_file()?;
         match method {
             BootstrapMethod::Initdb(options) => self.initdb(options).await?,
             BootstrapMethod::Custom {

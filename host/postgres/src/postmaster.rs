@@ -178,6 +178,7 @@ impl Postgres {
                 cause: None,
             });
         }
+        self.check_log_file()?;
         self.write_config()?;
         let control = match self.recovery() {
             Some(_) => self.controldata().await.ok(),
@@ -201,9 +202,15 @@ impl Postgres {
         let program = self.bin.path("pg_ctl");
         match crate::bin::run(cmd, &program, timeout + Duration::from_secs(5)).await {
             Ok(_) => {}
-            Err(Error::CommandFailed { .. }) => {
+            Err(Error::CommandFailed { stderr, .. }) => {
+                // pg_ctl's own complaint (e.g. about its arguments) never reaches the server log.
+                let log_tail = self.log_tail();
                 return Err(Error::StartFailed {
-                    log_tail: self.log_tail(),
+                    log_tail: [stderr.trim(), log_tail.trim()]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                 });
             }
             Err(Error::CommandTimeout { .. }) => {
@@ -216,6 +223,21 @@ impl Postgres {
         }
         self.expect_running.store(true, Ordering::SeqCst);
         self.wait_for_connection(timeout).await
+    }
+
+    /// Fails, naming the file, when the server log `pg_ctl -l` appends to cannot be opened:
+    /// pg_ctl would exit before the server wrote a line, so nothing else would say why.
+    pub(crate) fn check_log_file(&self) -> Result<()> {
+        let path = &self.settings.log_file;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })
     }
 
     /// Stops PostgreSQL in `mode`, bounded by `timeouts.stop`; on timeout escalates to immediate

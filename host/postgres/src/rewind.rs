@@ -109,6 +109,30 @@ pub fn parse_waldump_end(stdout: &str, stderr: &str, lsn: Lsn) -> Option<Lsn> {
     rest.split(':').next()?.trim().parse().ok()
 }
 
+/// Where the replication role reaches this server over TCP: the first of `listen_addresses`,
+/// with a wildcard turned into its loopback. `None` when PostgreSQL listens on no TCP address.
+fn local_replication_host(listen_addresses: &str) -> Option<String> {
+    let first = listen_addresses.split(',').map(str::trim).next()?;
+    match first {
+        "" => None,
+        "*" | "0.0.0.0" => Some("127.0.0.1".to_owned()),
+        "::" => Some("::1".to_owned()),
+        other => Some(other.to_owned()),
+    }
+}
+
+/// The timeline column of psql's unaligned `IDENTIFY_SYSTEM` row (`sysid|tli|lsn|dbname`).
+fn parse_identify_system_timeline(stdout: &str) -> Option<u32> {
+    stdout
+        .lines()
+        .next()?
+        .split('|')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
 impl Postgres {
     fn rewind_credentials(&self) -> &Credentials {
         self.settings
@@ -169,14 +193,31 @@ impl Postgres {
     pub async fn local_position(&self) -> Result<LocalPosition> {
         if self.is_running() {
             let st = self.state().await?;
-            let lsn = match st.role {
-                Role::Primary => st.wal_lsn,
-                Role::Replica => st.replay_lsn.max(st.receive_lsn),
+            if st.role == Role::Primary {
+                return Ok(LocalPosition {
+                    timeline: st.timeline.unwrap_or(0),
+                    lsn: st.wal_lsn.unwrap_or_default(),
+                    primary: true,
+                });
+            }
+            // A replica's state() timeline falls back to its last restartpoint's, which lags
+            // behind a timeline switch it has already replayed: comparing that with the leader's
+            // history would call every follower of a second failover diverged. Ask the server for
+            // its replay timeline instead, as Patroni does; without it, say "unknown" (the check
+            // is retried) rather than guess.
+            let timeline = match self.replay_timeline().await {
+                Ok(tli) => tli,
+                Err(e) if st.wal_receiver_status.as_deref() == Some("streaming") => {
+                    // Streaming from the leader proves its history contains ours.
+                    tracing::debug!("IDENTIFY_SYSTEM failed ({e}); using the received timeline");
+                    st.timeline.ok_or(e)?
+                }
+                Err(e) => return Err(e),
             };
             return Ok(LocalPosition {
-                timeline: st.timeline.unwrap_or(0),
-                lsn: lsn.unwrap_or_default(),
-                primary: st.role == Role::Primary,
+                timeline,
+                lsn: st.replay_lsn.unwrap_or_default(),
+                primary: false,
             });
         }
         let cd = self.controldata().await?;
@@ -197,6 +238,58 @@ impl Postgres {
             timeline,
             lsn,
             primary,
+        })
+    }
+
+    /// The timeline a running replica is replaying, from `IDENTIFY_SYSTEM` over a replication
+    /// connection to itself (tokio-postgres speaks no replication protocol, so psql does it). The
+    /// replication role connects to the first listen address, as Patroni's
+    /// `local_replication_address` does, so pg_hba needs the same `replication` entry the other
+    /// members use.
+    pub async fn replay_timeline(&self) -> Result<u32> {
+        let s = &self.settings;
+        let host = local_replication_host(&s.listen_addresses)
+            .unwrap_or_else(|| s.socket_dir.display().to_string());
+        let conninfo = format!(
+            "host='{}' port={} user='{}' dbname=postgres replication=1 connect_timeout={}",
+            host.replace('\\', "\\\\").replace('\'', "\\'"),
+            s.port,
+            s.replication
+                .username
+                .replace('\\', "\\\\")
+                .replace('\'', "\\'"),
+            s.timeouts.connect.as_secs().max(2),
+        );
+        let mut cmd = self.bin.command("psql");
+        cmd.args(["-XAtqw", "-c", "IDENTIFY_SYSTEM", "-d", &conninfo])
+            .env_remove("PGPASSFILE")
+            .kill_on_drop(true);
+        match &s.replication.password {
+            Some(pw) => cmd.env("PGPASSWORD", pw),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        let program = self.bin.path("psql");
+        let out = tokio::time::timeout(s.timeouts.query, cmd.output())
+            .await
+            .map_err(|_| Error::CommandTimeout {
+                program: program.clone(),
+                timeout: s.timeouts.query,
+            })?
+            .map_err(|source| Error::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(Error::CommandFailed {
+                program,
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        parse_identify_system_timeline(&stdout).ok_or(Error::Parse {
+            what: "IDENTIFY_SYSTEM timeline",
+            text: stdout.into_owned(),
         })
     }
 
@@ -396,6 +489,25 @@ impl Postgres {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identify_system_row_gives_the_timeline() {
+        let row = "7391234567890123456|3|0/5000148|\n";
+        assert_eq!(parse_identify_system_timeline(row), Some(3));
+        assert_eq!(parse_identify_system_timeline(""), None);
+        assert_eq!(parse_identify_system_timeline("garbage"), None);
+    }
+
+    #[test]
+    fn replication_host_is_the_first_listen_address() {
+        assert_eq!(local_replication_host("*").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            local_replication_host("10.0.0.5, 127.0.0.1").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(local_replication_host("::").as_deref(), Some("::1"));
+        assert_eq!(local_replication_host(""), None);
+    }
 
     fn pos(timeline: u32, lsn: u64, primary: bool) -> LocalPosition {
         LocalPosition {

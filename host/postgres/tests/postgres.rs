@@ -46,6 +46,28 @@ async fn bootstrap_creates_a_primary_and_keeps_existing_data() {
 }
 
 #[tokio::test]
+async fn an_unwritable_server_log_fails_bootstrap_before_initdb() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c
+        .add("n1", |s| s.log_file = "/nonexistent-keel-dir/n1.log".into())
+        .await;
+    let pg = &c.nodes[n1].pg;
+    let err = pg
+        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect_err("the log cannot be written");
+    assert!(
+        err.to_string().contains("/nonexistent-keel-dir/n1.log"),
+        "the error names the file: {err}"
+    );
+    assert!(
+        !pg.data_dir().join("PG_VERSION").exists(),
+        "nothing half-made is left behind"
+    );
+}
+
+#[tokio::test]
 async fn replica_by_basebackup_streams_with_a_slot() {
     keel_testkit::unprivileged_test!();
     let Some(mut c) = Cluster::new() else { return };
@@ -185,6 +207,53 @@ async fn old_primary_is_demoted_and_follows_the_new_one() {
         "3"
     );
     assert_eq!(old.state().await.expect("st").timeline, Some(2));
+}
+
+#[tokio::test]
+async fn a_replica_that_followed_a_promotion_is_not_diverged_when_its_stream_stops() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c.primary("n1").await;
+    let n2 = c.replica("n2", n1).await;
+    let n3 = c.replica("n3", n1).await;
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    wait_streaming(&c.nodes[n1].pg, "n3").await;
+    c.nodes[n1]
+        .pg
+        .execute("CREATE TABLE f(x int); INSERT INTO f VALUES (1)")
+        .await
+        .expect("w");
+    wait_caught_up(&c.nodes[n1].pg, &c.nodes[n2].pg).await;
+    wait_caught_up(&c.nodes[n1].pg, &c.nodes[n3].pg).await;
+    c.nodes[n1].pg.stop(StopMode::Fast).await.expect("stop n1");
+    let (leader, follower) = (&c.nodes[n2].pg, &c.nodes[n3].pg);
+    leader.promote().await.expect("promote");
+    leader
+        .sync_slots(&[SlotSpec::physical("n3")], &|_| false)
+        .await
+        .expect("slot");
+    let up = c.nodes[n2].upstream();
+    follower.follow(Some(&up)).await.expect("follow");
+    wait_streaming(leader, "n3").await;
+    leader.execute("INSERT INTO f VALUES (2)").await.expect("w");
+    wait_caught_up(leader, follower).await;
+    // The stream stops (as between a leader's loss and the next one's promotion): no receiver.
+    follower.follow(None).await.expect("unfollow");
+    wait_until("wal receiver gone", Duration::from_secs(30), || async {
+        follower
+            .state()
+            .await
+            .is_ok_and(|s| s.wal_receiver_status.is_none())
+    })
+    .await;
+    // Without a receiver the state's timeline is the last restartpoint's, still 1: exactly the
+    // case a divergence check must not trust.
+    assert_eq!(follower.state().await.expect("st").timeline, Some(1));
+    assert_eq!(follower.replay_timeline().await.expect("tli"), 2);
+    assert_eq!(
+        follower.check_divergence(&up).await.expect("check"),
+        Divergence::None
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Answering `decide`'s questions and carrying out its plans.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -394,17 +395,18 @@ impl Daemon {
             {
                 tracing::warn!("CHECKPOINT before the switchover failed: {e}");
             }
+            let started = std::time::Instant::now();
             pg.stop(stop).await?;
+            tracing::debug!("stopped PostgreSQL in {:?}", started.elapsed());
             if releases {
                 if let Ok(cd) = pg.controldata().await
                     && let Some((_, lsn)) = cd.checkpoint()
+                    && let Err(e) = dcs.write_optime(lsn.0).await
                 {
-                    let _ = dcs.write_optime(lsn.0).await;
+                    tracing::warn!("could not publish the final WAL position: {e}");
                 }
-                match dcs.delete_leader().await? {
-                    true => tracing::info!("leader key released"),
-                    false => tracing::warn!("the leader key was no longer ours to release"),
-                }
+                release_leader_key(&dcs).await;
+                tracing::debug!("demoted and released in {:?}", started.elapsed());
             }
             pg.follow(up.as_ref()).await?;
             Ok(TaskOutcome::Demoted)
@@ -596,4 +598,24 @@ async fn run_hook(what: &str, command: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{what}: cannot run `{command}`"))?;
     anyhow::ensure!(status.success(), "{what}: `{command}` exited with {status}");
     Ok(())
+}
+
+/// Deletes our leader key after a demotion, retrying a failed call a few times: until it is gone
+/// the candidates wait for the key to expire, and our member-key refreshes keep its lease alive.
+/// A key that cannot be deleted is not a reason to leave PostgreSQL stopped, so this only logs.
+async fn release_leader_key(dcs: &keel_dcs::Dcs) {
+    const ATTEMPTS: u32 = 4;
+    for attempt in 1..=ATTEMPTS {
+        match dcs.delete_leader().await {
+            Ok(true) => return tracing::info!("leader key released"),
+            Ok(false) => return tracing::warn!("the leader key was no longer ours to release"),
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!("releasing the leader key failed (attempt {attempt}): {e}");
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+            }
+            Err(e) => tracing::error!(
+                "could not release the leader key: {e}; the next cycle sees it still names us"
+            ),
+        }
+    }
 }

@@ -109,6 +109,9 @@ pub(crate) struct Daemon {
     pub(crate) ssn: String,
     /// The system identifier, once read.
     pub(crate) sysid: Option<String>,
+    /// A non-streaming replica's replay timeline (IDENTIFY_SYSTEM costs a process and a
+    /// connection) and the cluster timeline it was read under: re-read when that changes.
+    pub(crate) replay_timeline: Option<(u32, u32)>,
     /// Promoted and the post-promote CHECKPOINT is not done yet.
     pub(crate) checkpoint_pending: bool,
     /// What the daemon believes PostgreSQL should be doing (for crash detection).
@@ -268,6 +271,8 @@ impl Daemon {
                 return;
             }
         };
+        // Whatever ran may have restarted, promoted, demoted or rewound the server.
+        self.replay_timeline = None;
         match outcome {
             TaskOutcome::Done => {}
             TaskOutcome::Bootstrapped => {

@@ -152,7 +152,13 @@ impl Daemon {
                         keel_postgres::Role::Primary => PgRole::Primary,
                         keel_postgres::Role::Replica => PgRole::Replica,
                     };
-                    out.timeline = st.timeline.unwrap_or(0);
+                    out.timeline = match st.role {
+                        keel_postgres::Role::Replica if st.wal_receiver_status.is_none() => {
+                            self.replay_timeline(cluster).await.or(st.timeline)
+                        }
+                        _ => st.timeline,
+                    }
+                    .unwrap_or(0);
                     out.wal_position = match st.role {
                         keel_postgres::Role::Primary => st.wal_lsn.map_or(0, |l| l.0),
                         keel_postgres::Role::Replica => {
@@ -180,6 +186,28 @@ impl Daemon {
         }
         out.divergence = self.divergence(cluster).await;
         out
+    }
+
+    /// The timeline a replica without a WAL receiver replays: its state's fallback (the last
+    /// restartpoint's) lags behind timeline switches it already followed, which would keep it
+    /// out of a failover with check_timeline. Cached per cluster timeline, as Patroni caches it.
+    async fn replay_timeline(&mut self, cluster: Option<&Cluster>) -> Option<u32> {
+        let cluster_timeline = cluster.map_or(0, Cluster::timeline);
+        if let Some((under, tli)) = self.replay_timeline
+            && under == cluster_timeline
+        {
+            return Some(tli);
+        }
+        match self.pg.replay_timeline().await {
+            Ok(tli) => {
+                self.replay_timeline = Some((cluster_timeline, tli));
+                Some(tli)
+            }
+            Err(e) => {
+                tracing::debug!("replay timeline unknown: {e}");
+                None
+            }
+        }
     }
 
     async fn read_sysid(&mut self) -> Option<String> {
