@@ -6,6 +6,7 @@
 mod check;
 mod ha;
 mod metrics;
+mod mpp;
 mod run;
 mod signals;
 

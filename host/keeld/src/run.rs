@@ -93,6 +93,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
 
     let mut group = None;
     let mut mpp_metrics = None;
+    let mut mpp_plugin = None;
     if let Some(choice) = &selected.mpp {
         describe(choice, "MPP");
         let mpp = choice.plugin.mpp(choice.grants.clone(), choice.limits)?;
@@ -103,6 +104,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         });
         mpp.validate_config(&choice.config_json(&settings)).await?;
         group = Some(mpp.group().await?);
+        mpp_plugin = Some(mpp);
     }
 
     let backend = selected
@@ -170,6 +172,20 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         .await
         .context("postgresql.bin_dir")?;
     let pg = Arc::new(keel_postgres::Postgres::new(pg_settings, bin));
+    let http = peer_client(&settings)?;
+    let mpp = match mpp_plugin {
+        Some(plugin) => {
+            let mpp =
+                crate::mpp::Mpp::new(plugin, settings.name.clone(), http.clone(), api_dcs.clone())
+                    .await?;
+            let mpp = Arc::new(mpp);
+            let configured = pg.effective_parameters();
+            mpp.adjust_parameters(&pg, &configured).await;
+            tokio::spawn(Arc::clone(&mpp).run_ticker());
+            Some(mpp)
+        }
+        None => None,
+    };
     let shared = Arc::new(Mutex::new(crate::ha::Shared {
         ttl: dynamic.ttl,
         failsafe_mode: dynamic.failsafe_mode,
@@ -177,7 +193,6 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         role: "replica".to_owned(),
         ..crate::ha::Shared::default()
     }));
-    let http = peer_client(&settings)?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let (commands, command_queue) = tokio::sync::mpsc::unbounded_channel();
     let (scope, member) = (settings.scope.clone(), settings.name.clone());
@@ -191,6 +206,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         commands,
         http: http.clone(),
         plugin_metrics: Box::new(move || crate::metrics::render(&series, &scope, &member)),
+        mpp: mpp.clone(),
     };
     let access = keel_api::AccessPolicy::from_settings(&settings.restapi)?;
     let options = keel_api::ApiOptions {
@@ -241,6 +257,8 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         replay_timeline: None,
         checkpoint_pending: false,
         role: "replica",
+        mpp,
+        announce_promotion: false,
     };
     Ok(daemon)
 }

@@ -234,16 +234,24 @@ impl Postgres {
     /// The parameters that will be written: configured ones, `unix_socket_directories`, then the
     /// adjust hook.
     pub fn effective_parameters(&self) -> Parameters {
+        let configured = lock(&self.parameters).clone();
+        let mut params = self.unadjusted_parameters(&configured);
+        if let Some(hook) = lock(&self.adjust).as_ref() {
+            hook(&mut params);
+        }
+        params
+    }
+
+    /// What `configured` becomes before the adjust hook: Keel's defaults under it,
+    /// `unix_socket_directories` over it. The MPP handler adjusts exactly this.
+    pub fn unadjusted_parameters(&self, configured: &Parameters) -> Parameters {
         let mut params = Parameters::new();
         params.set("wal_keep_size", "128MB");
-        params.merge(&lock(&self.parameters));
+        params.merge(configured);
         params.set(
             "unix_socket_directories",
             self.settings.socket_dir.display().to_string(),
         );
-        if let Some(hook) = lock(&self.adjust).as_ref() {
-            hook(&mut params);
-        }
         params
     }
 

@@ -9,6 +9,7 @@ use keel_dcs::model::{Failover, Failsafe, HistoryLine, Role, Status, TimelineHis
 use keel_dcs::{Cluster, DcsError, MemberData};
 use keel_ha::{Action, DemoteMode, LockAnswer, Observation, PgRole, Plan, Question, RunningAction};
 use keel_postgres::{LeaderInfo, Postgres, RewindOutcome, StopMode, Upstream};
+use keel_runtime::MppEventKind;
 
 use super::observe::upstream_of;
 use super::{Daemon, Task, TaskOutcome, WIRE_VERSION, lock, peers};
@@ -237,9 +238,15 @@ impl Daemon {
             Action::Promote => {
                 self.upstream = None;
                 let pre_promote = self.settings.postgresql.pre_promote.clone();
+                let mpp = self.mpp.clone();
+                let t = self.timeouts();
                 self.spawn(RunningAction::Promote, move |pg| async move {
                     if let Some(cmd) = pre_promote {
                         run_hook("pre_promote", &cmd).await?;
+                    }
+                    if let Some(mpp) = mpp {
+                        mpp.notify(MppEventKind::BeforePromote, t.ttl, t.retry_timeout)
+                            .await;
                     }
                     pg.promote().await?;
                     Ok(TaskOutcome::Promoted)
@@ -353,10 +360,17 @@ impl Daemon {
             self.pg.settings().port,
             self.pg.settings().superuser.username
         );
+        let mpp = self.mpp.clone();
+        let settings = self.settings.clone();
         self.spawn(RunningAction::Bootstrap, move |pg| async move {
             pg.bootstrap(&method, false).await?;
             if let Some(cmd) = post {
                 run_hook("bootstrap.post_bootstrap", &format!("{cmd} '{dsn}'")).await?;
+            }
+            if let Some(mpp) = mpp {
+                mpp.bootstrap(&settings)
+                    .await
+                    .context("preparing the new primary for the MPP handler")?;
             }
             Ok(TaskOutcome::Bootstrapped)
         });
@@ -384,7 +398,12 @@ impl Daemon {
         self.role = "demoted";
         let dcs = self.dcs.clone();
         let releases = mode.releases_lock();
+        // Only a graceful demotion of the lock holder pauses the coordinator's traffic (Patroni
+        // sends before_demote for switchovers, not when the lock is already lost).
+        let announce = self.memory.has_lock && mode == DemoteMode::Graceful;
         self.memory.has_lock = false;
+        let mpp = self.mpp.clone();
+        let t = self.timeouts();
         self.spawn(RunningAction::Demote, move |pg| async move {
             let stop = match mode {
                 DemoteMode::Graceful | DemoteMode::Offline => StopMode::Fast,
@@ -394,6 +413,13 @@ impl Daemon {
                 && let Err(e) = pg.checkpoint().await
             {
                 tracing::warn!("CHECKPOINT before the switchover failed: {e}");
+            }
+            if let Some(mpp) = mpp {
+                if announce {
+                    mpp.notify(MppEventKind::BeforeDemote, t.ttl, t.retry_timeout)
+                        .await;
+                }
+                mpp.on_demote().await;
             }
             let started = std::time::Instant::now();
             pg.stop(stop).await?;
@@ -419,12 +445,23 @@ impl Daemon {
     async fn set_ssn(&mut self, names: String) -> anyhow::Result<()> {
         let mut params = self.current_parameters();
         params.set("synchronous_standby_names", names.clone());
-        self.pg.apply_parameters(params).await?;
+        self.apply_parameters(params).await?;
         self.ssn = names;
         if let Ok(st) = self.pg.state().await {
             self.memory.ssn_changed_at_lsn = st.wal_lsn.map_or(0, |l| l.0);
         }
         Ok(())
+    }
+
+    /// Rewrite the configuration with `params`, the MPP handler's adjustments on top.
+    pub(super) async fn apply_parameters(
+        &self,
+        params: keel_postgres::Parameters,
+    ) -> keel_postgres::Result<keel_postgres::ParameterPlan> {
+        if let Some(mpp) = &self.mpp {
+            mpp.adjust_parameters(&self.pg, &params).await;
+        }
+        self.pg.apply_parameters(params).await
     }
 
     fn current_parameters(&self) -> keel_postgres::Parameters {
@@ -537,7 +574,11 @@ impl Daemon {
                     }
                     .to_owned(),
                 );
-                data.timeline = st.timeline;
+                // Without a receiver, the replay timeline the last cycle read (see observe).
+                data.timeline = match (&st.wal_receiver_status, self.replay_timeline) {
+                    (None, Some((_, tli))) => Some(tli),
+                    _ => st.timeline,
+                };
             }
             None => {
                 data.role = Some(match self.role {
@@ -579,11 +620,61 @@ impl Daemon {
             })
             .collect();
         let permanent: Vec<String> = self.dynamic.slots.keys().cloned().collect();
+        // The MPP handler's own slots (Citus shard moves) are never ours to drop; ask only
+        // about the slots the sync would otherwise drop.
+        let handler_keeps = match &self.mpp {
+            Some(mpp) => match self.pg.slots().await {
+                Ok(slots) => {
+                    let droppable: Vec<_> = slots
+                        .into_iter()
+                        .filter(|s| !s.temporary && !permanent.contains(&s.name))
+                        .filter(|s| !wanted.iter().any(|w| w.name == s.name))
+                        .collect();
+                    mpp.ignored_slots(&droppable).await
+                }
+                Err(e) => {
+                    tracing::warn!("replication slots: {e}");
+                    return;
+                }
+            },
+            None => Default::default(),
+        };
         let ignore = |slot: &keel_postgres::ReplicationSlot| {
-            self.dynamic.pause || permanent.contains(&slot.name)
+            self.dynamic.pause
+                || permanent.contains(&slot.name)
+                || handler_keeps.contains(&slot.name)
         };
         if let Err(e) = self.pg.sync_slots(&wanted, &ignore).await {
             tracing::warn!("replication slots: {e}");
+        }
+    }
+}
+
+impl Daemon {
+    /// The MPP moments of a cycle: the coordinator's leader aligns the metadata with the
+    /// formation; a promoted worker leader announces `after_promote` once its member key
+    /// says it runs as primary.
+    pub(super) async fn mpp_cycle(&mut self, obs: &Observation) {
+        let Some(mpp) = self.mpp.clone() else {
+            return;
+        };
+        if !self.memory.has_lock || !obs.postgres.is_primary() {
+            return;
+        }
+        if self.announce_promotion {
+            self.announce_promotion = false;
+            let t = self.timeouts();
+            let mpp = Arc::clone(&mpp);
+            tokio::spawn(async move {
+                mpp.notify(MppEventKind::AfterPromote, t.ttl, t.retry_timeout)
+                    .await;
+            });
+        }
+        if mpp.is_coordinator() {
+            match self.dcs.load_formation().await {
+                Ok(formation) => mpp.sync_meta_data(&formation).await,
+                Err(e) => tracing::warn!("cannot read the formation for the MPP handler: {e}"),
+            }
         }
     }
 }

@@ -12,6 +12,8 @@ pub(crate) mod pgconf;
 pub(crate) mod requests;
 mod status;
 
+pub(crate) use observe::upstream_of;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -116,6 +118,10 @@ pub(crate) struct Daemon {
     pub(crate) checkpoint_pending: bool,
     /// What the daemon believes PostgreSQL should be doing (for crash detection).
     pub(crate) role: &'static str,
+    /// The MPP handler (Citus), when the config selects one.
+    pub(crate) mpp: Option<Arc<crate::mpp::Mpp>>,
+    /// Promoted: tell the coordinator `after_promote` once the member key says so.
+    pub(crate) announce_promotion: bool,
 }
 
 pub(crate) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -239,6 +245,7 @@ impl Daemon {
         }
         if obs.cluster.is_ok() && self.pg.is_running() && self.task.is_none() {
             self.sync_slots(&obs).await;
+            self.mpp_cycle(&obs).await;
         }
         let restart_at = self.run_scheduled_restart().await;
         self.memory.just_started = false;
@@ -281,6 +288,7 @@ impl Daemon {
             }
             TaskOutcome::Started => self.memory.just_started = true,
             TaskOutcome::Promoted => {
+                self.announce_promotion = true;
                 self.memory.promoted_at = Some(Utc::now());
                 self.checkpoint_pending = true;
                 self.role = "primary";
@@ -349,6 +357,18 @@ impl Daemon {
         if self.dynamic.pause {
             tracing::info!("paused: leaving PostgreSQL running and the leader key in place");
             return;
+        }
+        if self.memory.has_lock
+            && let Some(mpp) = &self.mpp
+        {
+            let t = self.timeouts();
+            mpp.notify(
+                keel_runtime::MppEventKind::BeforeDemote,
+                t.ttl,
+                t.retry_timeout,
+            )
+            .await;
+            mpp.on_demote().await;
         }
         match self.pg.stop(keel_postgres::StopMode::Fast).await {
             Ok(_) => tracing::info!("PostgreSQL stopped"),

@@ -105,10 +105,13 @@ impl Daemon {
                 }
                 if !self.pg.data_dir().join("PG_VERSION").exists() {
                     // Nothing to rewrite yet; bootstrap or clone writes them.
+                    if let Some(mpp) = &self.mpp {
+                        mpp.adjust_parameters(&self.pg, &params).await;
+                    }
                     self.pg.set_parameters(params);
                     return;
                 }
-                match self.pg.apply_parameters(params).await {
+                match self.apply_parameters(params).await {
                     Ok(plan) if !plan.restart.is_empty() => tracing::info!(
                         "parameters changed; pending restart for {}",
                         plan.restart.join(", ")

@@ -29,6 +29,8 @@ pub(crate) struct ApiNode {
     pub(crate) http: reqwest::Client,
     /// Per-plugin figures for `/metrics`.
     pub(crate) plugin_metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// The MPP handler, for workers' events (`POST /citus`).
+    pub(crate) mpp: Option<Arc<crate::mpp::Mpp>>,
 }
 
 impl ApiNode {
@@ -278,6 +280,16 @@ impl Node for ApiNode {
 
     fn extra_metrics(&self) -> String {
         (self.plugin_metrics)()
+    }
+
+    fn mpp_event(&self, event: Value) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let leader = lock(&self.shared).is_leader;
+            match &self.mpp {
+                Some(mpp) if leader => mpp.handle_event(&event).await,
+                _ => tracing::debug!("MPP event ignored: no handler here, or not the leader"),
+            }
+        })
     }
 
     fn live(&self) -> bool {
