@@ -1,5 +1,6 @@
-//! Builds every plugin and fixture in `plugins/` for wasm32-wasip2 (in their own
-//! workspace and target directory) and tells the tests where the components are.
+//! Builds every member of the `plugins/` workspace (the plugins, the fixtures and
+//! the example plugins of `examples/plugins/`) for wasm32-wasip2, in their own
+//! workspace and target directory, and tells the tests where the components are.
 //! A test that needs a plugin can therefore never run against a stale or missing
 //! build: `cargo test` rebuilds what changed, or fails saying why.
 
@@ -15,7 +16,8 @@ fn main() {
         .expect("tests/ sits in the repository root")
         .to_owned();
     let plugins = root.join("plugins");
-    for watched in ["plugins/Cargo.toml", "sdk/keel-sdk", "wit"] {
+    // examples/plugins/* are members of the plugins workspace too.
+    for watched in ["plugins/Cargo.toml", "sdk/keel-sdk", "wit", "examples/plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for entry in std::fs::read_dir(&plugins)
