@@ -115,6 +115,12 @@ impl<B: Send + Sync + 'static> Instances<B> {
         // timeout) can interrupt a guest that never returns.
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
+        // The epoch only needs to advance while some guest executes.
+        let mut activity = self.runtime.activity().tracker();
+        store.call_hook(move |_, hook| {
+            activity.on(hook);
+            Ok(())
+        });
         self.metrics.record_instantiation();
         let bindings =
             self.pre
