@@ -7,6 +7,7 @@
 )]
 
 mod citus_fixture;
+mod citus_plugin;
 mod cluster;
 mod dcs_conformance;
 mod etcd_capability;

@@ -6,6 +6,8 @@ pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
 }
 
+pub mod citus;
+
 use std::path::{Path, PathBuf};
 
 /// A temporary plugin directory holding copies of the given components.
