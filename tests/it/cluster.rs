@@ -50,22 +50,53 @@ pub(crate) struct Cluster {
     _plugins: PluginDir,
 }
 
-/// The `bootstrap.dcs` section; `extra` is spliced in (YAML flow mapping entries).
-fn dcs_section(extra: &str) -> String {
+/// The `bootstrap.dcs` section; `extra` is spliced in (YAML flow mapping entries), and
+/// `pg_parameters` into its PostgreSQL parameters.
+fn dcs_section(extra: &str, pg_parameters: &str) -> String {
     let sep = if extra.is_empty() { "" } else { ", " };
+    let psep = if pg_parameters.is_empty() { "" } else { ", " };
     format!(
         "{{ttl: 8, loop_wait: 1, retry_timeout: 3, maximum_lag_on_failover: 1048576{sep}{extra}, \
          postgresql: {{use_pg_rewind: true, parameters: {{wal_log_hints: 'on', \
-         wal_keep_size: 64MB}}}}}}"
+         wal_keep_size: 64MB{psep}{pg_parameters}}}}}}}"
     )
+}
+
+/// What [`Cluster::start_spec`] starts.
+pub(crate) struct Spec<'a> {
+    /// Number of members.
+    pub(crate) members: usize,
+    /// Dynamic-config entries (YAML flow mapping entries, e.g. `failsafe_mode: true`).
+    pub(crate) dcs_extra: &'a str,
+    /// Extra PostgreSQL parameters in the dynamic config (flow mapping entries).
+    pub(crate) pg_parameters: &'a str,
+    /// Extra top-level YAML for member `i` (0-based), e.g. a `citus:` section.
+    pub(crate) member_yaml: &'a dyn Fn(usize) -> String,
+    /// The plugin components in the plugin directory.
+    pub(crate) plugins: &'a [&'a str],
+    /// `bootstrap.post_bootstrap`, if any.
+    pub(crate) post_bootstrap: Option<&'a str>,
 }
 
 impl Cluster {
     /// Start etcd and `n` members; `dcs_extra` adds dynamic-config entries
     /// (e.g. `failsafe_mode: true`). `None` when end-to-end tests are skipped.
     pub(crate) fn start(n: usize, dcs_extra: &str) -> Option<Self> {
+        Self::start_spec(&Spec {
+            members: n,
+            dcs_extra,
+            pg_parameters: "",
+            member_yaml: &|_| String::new(),
+            plugins: &[c::ETCD],
+            post_bootstrap: None,
+        })
+    }
+
+    /// Start etcd and the members `spec` describes.
+    pub(crate) fn start_spec(spec: &Spec<'_>) -> Option<Self> {
+        let n = spec.members;
         let etcd = TempEtcd::start()?;
-        let plugins = PluginDir::with(&[c::ETCD]).unwrap();
+        let plugins = PluginDir::with(spec.plugins).unwrap();
         let dir = tempfile::Builder::new()
             .prefix("keel-e2e-")
             .tempdir()
@@ -85,16 +116,21 @@ impl Cluster {
                  restapi: {{listen: 127.0.0.1:{api_port}, connect_address: 127.0.0.1:{api_port}}}\n\
                  etcd3: {{hosts: {etcd}}}\n\
                  plugins: {{dir: {plugins}}}\n\
-                 bootstrap:\n  dcs: {dcs}\n\
+                 bootstrap:\n  dcs: {dcs}\n{post}\
                  postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  \
                  data_dir: {data}\n  parameters: {{unix_socket_directories: {sockets}}}\n  \
                  pg_hba: ['local all all trust', 'host all all 127.0.0.1/32 md5', \
                  'host replication replicator 127.0.0.1/32 md5']\n  \
                  authentication:\n    superuser: {{username: postgres, password: pw}}\n    \
-                 replication: {{username: replicator, password: rep}}\n",
+                 replication: {{username: replicator, password: rep}}\n{extra}",
                 etcd = etcd.endpoint(),
                 plugins = plugins.path().display(),
-                dcs = dcs_section(dcs_extra),
+                dcs = dcs_section(spec.dcs_extra, spec.pg_parameters),
+                extra = (spec.member_yaml)(i - 1),
+                post = spec
+                    .post_bootstrap
+                    .map(|p| format!("  post_bootstrap: {p}\n"))
+                    .unwrap_or_default(),
                 data = data_dir.display(),
                 sockets = sockets.display(),
             );
@@ -284,6 +320,16 @@ impl Cluster {
         sql_on_port(self.members[i].pg_port, sql)
     }
 
+    /// Like [`Cluster::sql`], in `database`.
+    pub(crate) fn sql_in(
+        &self,
+        i: usize,
+        database: &str,
+        sql: &str,
+    ) -> Result<Vec<String>, String> {
+        sql_in_database(self.members[i].pg_port, database, sql)
+    }
+
     /// Write the `failover` key (what `keelctl switchover` will do).
     pub(crate) fn request_failover(&self, leader: Option<&str>, candidate: Option<&str>) {
         let mut value = serde_json::Map::new();
@@ -385,8 +431,13 @@ pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// Run SQL as the superuser on a loopback port (a member or a proxy in front
 /// of one), returning the first column of every row.
 pub(crate) fn sql_on_port(port: u16, sql: &str) -> Result<Vec<String>, String> {
+    sql_in_database(port, "postgres", sql)
+}
+
+/// [`sql_on_port`] in `database`.
+pub(crate) fn sql_in_database(port: u16, database: &str, sql: &str) -> Result<Vec<String>, String> {
     let conninfo = format!(
-        "host=127.0.0.1 port={port} user=postgres password=pw dbname=postgres connect_timeout=3"
+        "host=127.0.0.1 port={port} user=postgres password=pw dbname={database} connect_timeout=3"
     );
     let sql = sql.to_owned();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -6,16 +6,20 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod citus_e2e;
 mod citus_fixture;
 mod citus_plugin;
 mod cluster;
 mod dcs_conformance;
 mod etcd_capability;
+mod example_configs;
+mod example_plugins;
 mod ha_e2e;
 mod haproxy_e2e;
 mod http_capability;
 mod keelctl_cli;
 mod keeld_cli;
+mod mpp_conformance;
 mod patroni_interop;
 mod patroni_tooling;
 mod plugin_limits;
