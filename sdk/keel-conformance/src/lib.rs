@@ -8,6 +8,14 @@
 //! native backend such as keel-dcs's in-memory reference. The author supplies a
 //! [`dcs::DcsHarness`] that makes members of one store, lets time pass, and makes a
 //! member whose store cannot be reached; [`dcs::check`] runs every case.
+//!
+//! [`mpp`] checks an MPP handler component through [`keel_runtime::MppPlugin`], the
+//! handle keeld uses. The author supplies an [`mpp::MppHarness`]: a fresh server
+//! with the plugin on it per case, config sections good and bad, the plugin's own
+//! replication slots, and two statements to see effects with (where a group's
+//! primary points, and what a client writing to a group runs); [`mpp::check`] runs
+//! every case.
 #![deny(missing_docs)]
 
 pub mod dcs;
+pub mod mpp;
