@@ -17,7 +17,12 @@ fn main() {
         .to_owned();
     let plugins = root.join("plugins");
     // examples/plugins/* are members of the plugins workspace too.
-    for watched in ["plugins/Cargo.toml", "sdk/keel-sdk", "wit", "examples/plugins"] {
+    for watched in [
+        "plugins/Cargo.toml",
+        "sdk/keel-sdk",
+        "wit",
+        "examples/plugins",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for entry in std::fs::read_dir(&plugins)
