@@ -6,6 +6,8 @@
 //!
 //! Waiting is proved with bounds, as in citus_fixture.rs: a blocked writer must be seen waiting
 //! for the group's lock in pg_locks, and must finish within 10 s of the pause ending.
+//!
+//! Over 600 lines: a test module, one test per property, sharing one coordinator helper.
 
 use std::time::{Duration, Instant};
 

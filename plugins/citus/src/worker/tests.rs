@@ -2,6 +2,8 @@
 //! Citus does where it matters: nodeids handed out once, unique addresses, one
 //! primary per group, and additions/removals failing while a primary worker is
 //! paused (`-demoted`), because Citus syncs them to every primary.
+//!
+//! Over 600 lines: a test module, one test per scheduling rule, plus the fake.
 
 use std::time::{Duration, Instant};
 
