@@ -119,6 +119,7 @@ impl Cluster {
                  bootstrap:\n  dcs: {dcs}\n{post}\
                  postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  \
                  data_dir: {data}\n  parameters: {{unix_socket_directories: {sockets}}}\n  \
+                 basebackup: [{{checkpoint: fast}}]\n  \
                  pg_hba: ['local all all trust', 'host all all 127.0.0.1/32 md5', \
                  'host replication replicator 127.0.0.1/32 md5']\n  \
                  authentication:\n    superuser: {{username: postgres, password: pw}}\n    \
