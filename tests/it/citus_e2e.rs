@@ -117,14 +117,15 @@ fn a_formation_registers_its_workers_and_a_worker_switchover_keeps_the_row() {
         return;
     };
     let workers = [1, 2];
-    let (worker_leader, worker_replica) = c.wait_for("a coordinator and a worker group", BOOT, |c| {
-        (c.health(0, "/primary") == Some(200)).then_some(())?;
-        let leader = leader_among(c, &workers)?;
-        let replica = workers.into_iter().find(|w| *w != leader)?;
-        c.status(replica)
-            .is_some_and(|s| s["replication_state"] == "streaming")
-            .then_some((leader, replica))
-    });
+    let (worker_leader, worker_replica) =
+        c.wait_for("a coordinator and a worker group", BOOT, |c| {
+            (c.health(0, "/primary") == Some(200)).then_some(())?;
+            let leader = leader_among(c, &workers)?;
+            let replica = workers.into_iter().find(|w| *w != leader)?;
+            c.status(replica)
+                .is_some_and(|s| s["replication_state"] == "streaming")
+                .then_some((leader, replica))
+        });
     let port = |i: usize| c.members[i].pg_port;
 
     // The handler's parameters are in force on every member.
@@ -162,7 +163,11 @@ fn a_formation_registers_its_workers_and_a_worker_switchover_keeps_the_row() {
     let primary_id = nodeid_of(&registered, port(worker_leader), "primary");
     let secondary_id = nodeid_of(&registered, port(worker_replica), "secondary");
     let auth = c
-        .sql_in(0, "citus", "SELECT authinfo FROM pg_catalog.pg_dist_authinfo")
+        .sql_in(
+            0,
+            "citus",
+            "SELECT authinfo FROM pg_catalog.pg_dist_authinfo",
+        )
         .unwrap();
     assert_eq!(auth, ["password=pw"], "superuser credentials for peers");
 

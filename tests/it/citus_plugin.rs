@@ -603,6 +603,50 @@ async fn a_failing_call_says_what_failed_and_leaves_no_pause_behind() {
     assert_eq!(c.rows().await, c.registered_rows());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_may_wait_out_its_lock_cooldown_beyond_the_call_timeout() {
+    keel_testkit::unprivileged_test!();
+    let limits = PluginLimits {
+        call_timeout: Duration::from_secs(1),
+        ..PluginLimits::default()
+    };
+    let Some(c) = Coordinator::start_with(limits).await else {
+        return;
+    };
+    c.plugin.sync_meta_data(&c.formation()).await.unwrap();
+    // A write to group 1 in progress holds the group's lock: the forced update waits up to the
+    // event's cooldown (2 s, twice the call timeout) and then ends that write, as Citus does.
+    let writer = c.citus.connect("citus").await;
+    writer.batch_execute("BEGIN").await.unwrap();
+    writer
+        .query_one(
+            "SELECT nodename FROM keel_emulation.coordinator_write(1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let demote = MppEvent {
+        cooldown_ms: 2_000,
+        ..event(MppEventKind::BeforeDemote, 1, "w1a", "127.0.1.1", 30)
+    };
+    c.plugin
+        .handle_event(&demote)
+        .await
+        .expect("the host allows an event its cooldown");
+    assert!(
+        writer.batch_execute("COMMIT").await.is_err(),
+        "the write in progress was ended by the forced update"
+    );
+    c.plugin
+        .handle_event(&MppEvent {
+            cooldown_ms: 2_000,
+            ..event(MppEventKind::AfterPromote, 1, "w1b", "127.0.1.2", 30)
+        })
+        .await
+        .unwrap();
+    c.until_no_plugin_transaction().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_off_by_its_deadline_leaves_no_pause_behind() {
     keel_testkit::unprivileged_test!();
@@ -614,19 +658,16 @@ async fn a_call_cut_off_by_its_deadline_leaves_no_pause_behind() {
         return;
     };
     c.plugin.sync_meta_data(&c.formation()).await.unwrap();
-    // A write to group 1 in progress holds the group's lock; a pause with a long lock_cooldown
-    // waits for it longer than the host lets a call run.
+    // A session holding pg_dist_node itself blocks the pause past what the host allows an
+    // event (the call timeout plus the lock cooldown the event asks for): the cooldown ends
+    // writes holding a worker's lock, not a lock on the catalog.
     let writer = c.citus.connect("citus").await;
-    writer.batch_execute("BEGIN").await.unwrap();
     writer
-        .query_one(
-            "SELECT nodename FROM keel_emulation.coordinator_write(1)",
-            &[],
-        )
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_dist_node IN EXCLUSIVE MODE")
         .await
         .unwrap();
     let demote = MppEvent {
-        cooldown_ms: 60_000,
+        cooldown_ms: 500,
         ..event(MppEventKind::BeforeDemote, 1, "w1a", "127.0.1.1", 30)
     };
     let error = c.plugin.handle_event(&demote).await.unwrap_err();

@@ -207,10 +207,20 @@ impl std::fmt::Debug for MppPlugin {
 
 macro_rules! call {
     ($self:ident, $op:literal, $method:ident $(, $arg:expr)*) => {
-        $self.inner.call($op, Duration::ZERO, move |store, b| {
+        call!($self, Duration::ZERO, $op, $method $(, $arg)*)
+    };
+    ($self:ident, $extra:expr, $op:literal, $method:ident $(, $arg:expr)*) => {
+        $self.inner.call($op, $extra, move |store, b| {
             Box::pin(async move { b.keel_mpp_handler().$method(store $(, $arg)*).await })
         })
     };
+}
+
+/// Extra time an event may take beyond the call timeout: a forced `citus_update_node` waits up
+/// to the lock cooldown for the writes holding the worker's lock; cutting it short would
+/// discard the instance and roll the pause back, so clients would see errors.
+fn event_allowance(event: &MppEvent) -> Duration {
+    Duration::from_millis(event.cooldown_ms.into()) + Duration::from_secs(2)
 }
 
 impl MppPlugin {
@@ -363,7 +373,8 @@ impl MppPlugin {
             timeout_seconds: event.timeout_seconds,
             cooldown_ms: event.cooldown_ms,
         };
-        let result = call!(self, "handle-event", call_handle_event, &arg).await;
+        let extra = event_allowance(event);
+        let result = call!(self, extra, "handle-event", call_handle_event, &arg).await;
         self.answer("handle-event", result)
     }
 
