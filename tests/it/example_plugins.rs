@@ -4,7 +4,8 @@
 //! and derives its grants and limits, and every call goes through the runtime's
 //! adapters. The minimal DCS backend passes the whole DCS conformance kit on a
 //! real etcd; the minimal MPP handler answers validate-config, adjust-gucs and
-//! ignore-replication-slot; `keeld plugin check` accepts both.
+//! ignore-replication-slot, and passes the MPP conformance cases that apply to
+//! a handler without per-group metadata; `keeld plugin check` accepts both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use keel_conformance::dcs::{DcsHarness, check};
+use keel_conformance::mpp::{MppEnvironment, MppHarness};
 use keel_dcs::{DcsBackend, Settings};
-use keel_runtime::{MppError, Parameter, PluginCatalog, SlotInfo};
+use keel_runtime::{MppError, MppPlugin, Parameter, PluginCatalog, SlotInfo};
 use keel_select::{Choice, Selected};
 use keel_testkit::etcd::TempEtcd;
 use keel_tests::{PluginDir, components as c};
@@ -195,6 +197,88 @@ async fn the_minimal_mpp_plugin_adjusts_a_guc_and_keeps_its_slots() {
             assert!(reason.starts_with("minimal-mpp.group"), "{reason}");
         }
         other => panic!("a section without a group was accepted: {other:?}"),
+    }
+}
+
+/// The minimal MPP plugin for the MPP kit. It keeps no per-group metadata, so
+/// the kit's cases that pause and move a group's primary do not apply: they get
+/// no environment.
+struct MinimalMpp {
+    choice: Choice,
+}
+
+/// Why the metadata cases do not apply.
+const NO_METADATA: &str = "minimal-mpp keeps no per-group metadata";
+
+impl MppHarness for MinimalMpp {
+    fn plugin(&self) -> BoxFuture<'_, Result<MppPlugin, String>> {
+        let plugin = self
+            .choice
+            .plugin
+            .mpp(self.choice.grants.clone(), self.choice.limits)
+            .map_err(|e| e.to_string());
+        Box::pin(async move { plugin })
+    }
+    fn environment(&self) -> BoxFuture<'_, Result<Box<dyn MppEnvironment>, String>> {
+        Box::pin(async { Err(NO_METADATA.to_owned()) })
+    }
+    fn config(&self, group: u32) -> String {
+        format!(r#"{{"group": {group}, "slot_prefix": "cdc_"}}"#)
+    }
+    fn bad_configs(&self) -> Vec<(String, String)> {
+        vec![
+            ("{}".into(), "minimal-mpp.group".into()),
+            (r#"{"group": "one"}"#.into(), "minimal-mpp.group".into()),
+            (
+                r#"{"group": 1, "slot_prefix": 7}"#.into(),
+                "minimal-mpp.slot_prefix".into(),
+            ),
+        ]
+    }
+    fn own_slots(&self) -> Vec<SlotInfo> {
+        vec![slot("cdc_orders", "logical"), slot("cdc_", "logical")]
+    }
+    fn foreign_slots(&self) -> Vec<SlotInfo> {
+        vec![
+            slot("pg2", "physical"),
+            slot("cdc_orders", "physical"),
+            slot("debezium", "logical"),
+        ]
+    }
+    fn primary_sql(&self) -> &str {
+        ""
+    }
+    fn write_sql(&self) -> &str {
+        ""
+    }
+}
+
+#[tokio::test]
+async fn the_minimal_mpp_plugin_passes_the_mpp_conformance_cases_that_apply() {
+    let dir = PluginDir::with(&[c::MINIMAL_DCS, c::MINIMAL_MPP]).unwrap();
+    let (_, selected) = select(&dir, "127.0.0.1:2379").await;
+    let harness = MinimalMpp {
+        choice: selected.mpp.unwrap(),
+    };
+    let report = keel_conformance::mpp::check(&harness).await;
+    let applies = [
+        "bad_config_is_refused_naming_the_key",
+        "good_config_is_accepted_with_its_group",
+        "adjust_gucs_is_idempotent_and_keeps_unrelated_parameters",
+        "own_slots_are_kept_and_others_are_not",
+    ];
+    for (name, outcome) in &report.outcomes {
+        match outcome {
+            Ok(()) => assert!(applies.contains(name), "{name} passed without metadata?"),
+            Err(e) if applies.contains(name) => panic!("{name}: {e}"),
+            Err(e) => assert!(e.contains(NO_METADATA), "{name}: {e}"),
+        }
+    }
+    for name in applies {
+        assert!(
+            report.outcomes.iter().any(|(n, _)| *n == name),
+            "the MPP kit has no case {name} any more"
+        );
     }
 }
 
