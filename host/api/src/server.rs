@@ -29,8 +29,11 @@ pub struct ApiOptions {
     pub name: String,
     /// Access rules for the mutating endpoints.
     pub access: AccessPolicy,
-    /// `http_extra_headers`, added to every response.
+    /// `http_extra_headers` (and `https_extra_headers` when serving HTTPS), added to every
+    /// response.
     pub extra_headers: BTreeMap<String, String>,
+    /// The `Server` header (from `restapi.server_tokens`); none when `None`.
+    pub server: Option<String>,
 }
 
 impl ApiOptions {
@@ -41,6 +44,7 @@ impl ApiOptions {
             name: name.into(),
             access: AccessPolicy::open(),
             extra_headers: BTreeMap::new(),
+            server: None,
         }
     }
 }
@@ -69,11 +73,19 @@ pub(crate) fn router_with_poll(
     options: ApiOptions,
     poll_interval: Duration,
 ) -> Router {
+    // The Server header first: an explicit `Server` among the extra headers wins.
     let extra_headers = options
-        .extra_headers
+        .server
         .iter()
+        .map(|v| ("server", v.as_str()))
+        .chain(
+            options
+                .extra_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
         .filter_map(|(k, v)| {
-            let parsed = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str()));
+            let parsed = (HeaderName::try_from(k), HeaderValue::try_from(v));
             match parsed {
                 (Ok(k), Ok(v)) => Some((k, v)),
                 _ => {

@@ -151,6 +151,7 @@ async fn fixture(node: FakeNode, access: AccessPolicy) -> Fixture {
     let mut options = ApiOptions::open("batman", "a");
     options.access = access;
     options.extra_headers.insert("X-Keel".into(), "yes".into());
+    options.server = Some("Keel/test".into());
     let app = keel_api::router(node.clone(), dcs, options);
     Fixture { store, node, app }
 }
@@ -573,6 +574,7 @@ async fn views_metrics_and_unknown_methods() {
         .unwrap();
     let resp = f.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["x-keel"], "yes");
+    assert_eq!(resp.headers()[header::SERVER], "Keel/test");
 }
 
 #[tokio::test]

@@ -213,7 +213,8 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         scope: settings.scope.clone(),
         name: settings.name.clone(),
         access,
-        extra_headers: settings.restapi.http_extra_headers.clone(),
+        extra_headers: response_headers(&settings.restapi),
+        server: Some(server_header(settings.restapi.server_tokens.as_deref())),
     };
     let router = keel_api::router(Arc::new(api), api_dcs, options);
     let listen = &settings.restapi.listen;
@@ -261,6 +262,38 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         announce_promotion: false,
     };
     Ok(daemon)
+}
+
+/// `http_extra_headers`, plus `https_extra_headers` when the API serves HTTPS (Patroni's rule).
+fn response_headers(
+    restapi: &keel_config::RestApiSettings,
+) -> std::collections::BTreeMap<String, String> {
+    let mut headers = restapi.http_extra_headers.clone();
+    if restapi.certfile.is_some() {
+        headers.extend(restapi.https_extra_headers.clone());
+    }
+    headers
+}
+
+/// The `Server` header for `restapi.server_tokens` (Patroni 4.1, case-insensitive):
+/// `productonly` names the product, `minimal` adds the version, `original` (the default)
+/// adds the Patroni version Keel speaks for.
+fn server_header(tokens: Option<&str>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match tokens.map(str::to_ascii_lowercase).as_deref() {
+        Some("productonly") => "Keel".to_owned(),
+        Some("minimal") => format!("Keel/{version}"),
+        None | Some("original") => {
+            format!("Keel/{version} Patroni/{}", crate::ha::WIRE_VERSION)
+        }
+        Some(other) => {
+            tracing::warn!(
+                "restapi.server_tokens: {other:?} is not original, productonly or minimal; \
+                 using original"
+            );
+            format!("Keel/{version} Patroni/{}", crate::ha::WIRE_VERSION)
+        }
+    }
 }
 
 /// The client for other members' REST APIs (status, failsafe): trusts
@@ -338,5 +371,23 @@ async fn initial_dynamic_config(
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_tokens_pick_the_server_header_case_insensitively() {
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(server_header(Some("ProductOnly")), "Keel");
+        assert_eq!(server_header(Some("minimal")), format!("Keel/{v}"));
+        let original = server_header(None);
+        assert!(
+            original.starts_with(&format!("Keel/{v} Patroni/4.")),
+            "{original}"
+        );
+        assert_eq!(server_header(Some("nonsense")), original);
     }
 }
