@@ -45,126 +45,18 @@ idle_seconds=60 settle=20
 
 bash scripts/setup.sh
 . scripts/lib/cluster.sh
-log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
-
-# setup.sh installs Patroni 4.1 into this venv (from /usr/bin/python3) when it is missing.
-if [ "$(id -u)" -eq 0 ]; then venv=/opt/keel/patroni-venv; else venv="$HOME/.cache/keel/patroni-venv"; fi
-venv="${KEEL_PATRONI_VENV:-$venv}"
-[ -x "$venv/bin/patroni" ] || { echo "Patroni is missing from $venv" >&2; exit 1; }
-py="$venv/bin/python"
-measure() { timeout --foreground 900 "$py" -B scripts/bench/measure.py "$@"; }
-
-if [[ " ${systems[*]} " == *" keel "* ]]; then
-    log "building keeld (release) and the etcd plugin"
-    cargo build --release -p keeld
-    cargo build --manifest-path plugins/Cargo.toml -p keel-plugin-etcd --release --target wasm32-wasip2
-fi
-
-work="$(mktemp -d /tmp/keel-bench.XXXXXX)"
-chmod 755 "$work"
-results="$work/results.jsonl"
-: >"$results"
+. scripts/lib/bench.sh
 ETCD_PORT="${KEEL_BENCH_ETCD_PORT:-23800}"
-NAMESPACE=/bench/
-names=(pg1 pg2 pg3)
-daemons=() apis=() pgs=() datas=() cfgs=() logs=()
+bench_init keel-bench
 
-postmaster_pgid() { # data dir -> the postmaster's process group, if it runs
-    local pid
-    pid="$(head -n1 "$1/postmaster.pid" 2>/dev/null)" || return 0
-    # A stale postmaster.pid may name a reused pid: the postmaster's cwd is its data dir.
-    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$1" ] || return 0
-    ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true
-}
-
-stop_cluster() {
-    local groups=("${daemons[@]}") i g
-    for i in "${!datas[@]}"; do
-        g="$(postmaster_pgid "${datas[$i]}")"
-        [ -z "$g" ] || groups+=("$g")
-    done
-    [ ${#groups[@]} -eq 0 ] || stop_groups 30 "${groups[@]}"
-    daemons=()
-}
-
-cleanup() {
-    local rc=$?
-    stop_cluster
-    stop_spawned 10
-    if [ "$keep" -eq 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
-    return "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# die MESSAGE: the last daemon lines of every member, then exit.
-die() {
-    local i
-    for i in "${!logs[@]}"; do
-        echo "----- ${names[$i]}: ${logs[$i]} (last 30 lines)" >&2
-        tail -n 30 "${logs[$i]}" >&2 || true
-    done
-    echo "FAILED: $*" >&2
-    exit 1
-}
-
-start_daemon() { # index
-    local i="$1"
-    if [ "$system" = keel ]; then
-        spawn "${logs[$i]}" env KEEL_LOG="${KEEL_LOG:-info}" NO_COLOR=1 "$here/target/release/keeld" "${cfgs[$i]}"
-    else
-        spawn "${logs[$i]}" "$venv/bin/patroni" "${cfgs[$i]}"
-    fi
-    daemons[$i]=$SPAWNED
-    # Killing the daemon means killing its group: wait until setsid has made it one.
-    local _
-    for _ in $(seq 50); do
-        [ "$(ps -o pgid= -p "$SPAWNED" | tr -d ' ')" != "$SPAWNED" ] || return 0
-        sleep 0.02
-    done
-    die "daemon $SPAWNED did not become a process group leader"
-}
-
-# start_cluster SYSTEM "TTL LOOP_WAIT RETRY_TIMEOUT": a fresh scope and data directories.
+# start_cluster SYSTEM "TTL LOOP_WAIT RETRY_TIMEOUT": 3 fresh members, healthy, with
+# the table the writers insert into.
 start_cluster() {
-    system="$1" TIMINGS="$2" profile="${2// //}"
-    SCOPE="$system-${profile//\//-}"
-    local dir="$work/$SCOPE" base_api=8108 base_pg=5451 i
-    [ "$system" = keel ] || { base_api=8208; base_pg=5461; }
-    # Daemon logs apart: keeld's PostgreSQL writes its server log to <data_dir>.log.
-    mkdir -p "$dir/logs"
-    SOCKET_DIR="$dir" PLUGIN_DIR=""
-    if [ "$system" = keel ]; then
-        PLUGIN_DIR="$dir/plugins"
-        mkdir -p "$PLUGIN_DIR"
-        cp plugins/target/wasm32-wasip2/release/etcd.wasm "$PLUGIN_DIR/"
-    fi
-    daemons=() apis=() pgs=() datas=() cfgs=() logs=()
-    for i in 0 1 2; do
-        apis[$i]=$((base_api + i)) pgs[$i]=$((base_pg + i))
-        datas[$i]="$dir/${names[$i]}" cfgs[$i]="$dir/${names[$i]}.yml" logs[$i]="$dir/logs/${names[$i]}.log"
-        member_yaml "${names[$i]}" "${apis[$i]}" "${pgs[$i]}" "${datas[$i]}" >"${cfgs[$i]}"
-    done
-    [ "$(id -u)" -ne 0 ] || chown -R "$KEEL_USER" "$dir"
-    log "$system, ttl/loop_wait/retry_timeout $profile: starting 3 members (scope $SCOPE)"
-    for i in 0 1 2; do start_daemon "$i"; done
-    dsn="postgresql://postgres:postgres@127.0.0.1:${pgs[0]},127.0.0.1:${pgs[1]},127.0.0.1:${pgs[2]}/postgres"
-    dsn+="?target_session_attrs=read-write&connect_timeout=1&options=-c%20statement_timeout%3D2000"
+    start_members "$@"
     wait_healthy 300 >/dev/null
     timeout --foreground 30 /usr/lib/postgresql/15/bin/psql -q "$dsn" \
         -c 'CREATE TABLE bench (token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())' ||
         die "could not create the table"
-}
-
-# wait_healthy SECONDS: prints the leader's index once it holds the lock and the two
-# others stream from it.
-wait_healthy() {
-    local out leader i
-    out="$(IFS=,; measure healthy --api "${apis[*]}" --names "${names[*]}" --timeout "$1")" ||
-        die "$system did not become healthy within $1 s"
-    leader="$(sed 's/.*"leader": "\([^"]*\)".*/\1/' <<<"$out")"
-    for i in "${!names[@]}"; do [ "${names[$i]}" != "$leader" ] || { echo "$i"; return; }; done
-    die "unknown leader in $out"
 }
 
 record() { # kind result-json
@@ -235,10 +127,7 @@ bench_idle() {
     record idle "$out"
 }
 
-log "etcd on 127.0.0.1:$ETCD_PORT (namespace $NAMESPACE)"
-mkdir -p "$work/etcd"
-[ "$(id -u)" -ne 0 ] || chown "$KEEL_USER" "$work/etcd"
-start_etcd keel-bench "$work/etcd/data" "$ETCD_PORT" "$work/etcd/etcd.log"
+bench_start_etcd
 
 for system in "${systems[@]}"; do
     profiles=("30 10 10" "20 1 3")

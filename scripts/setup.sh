@@ -18,6 +18,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 # examples/haproxy.cfg is tested end to end against a running cluster.
 [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# scripts/bench-api.sh loads the REST API with wrk.
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,7 @@
-# Shared by local-cluster.sh and bench-failover.sh (sourced, not run): start daemons
+# Shared by local-cluster.sh and the benchmarks (sourced, not run): start daemons
 # as the unprivileged user, each in its own process group; run one etcd; write a
 # member's patroni.yml, which keeld and Patroni both read.
+# shellcheck shell=bash
 
 KEEL_USER="${KEEL_TEST_USER:-keel}"
 SPAWNED_PIDS=()
