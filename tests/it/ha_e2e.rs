@@ -195,6 +195,7 @@ fn with_failsafe_the_primary_keeps_serving_while_etcd_is_down() {
     std::thread::sleep(Duration::from_secs(15));
     let status = c.status(leader).unwrap();
     assert_eq!(status["role"], "primary", "{}", c.logs());
+    assert_eq!(status["failsafe_mode_is_active"], true, "{status}");
     c.sql(leader, "INSERT INTO t VALUES (1)").unwrap();
     c.etcd.restart();
     c.wait_healthy(1, BOOT);

@@ -56,11 +56,13 @@ fn dcs_unreachable(obs: &Observation, error: &DcsUnreachable) -> Step {
     if obs.config.failsafe_mode {
         match failsafe_round(obs)? {
             Some(FailsafeAnswer::AllAccepted) => {
-                return Ok(Plan::new(
+                let mut plan = Plan::new(
                     "continue to run as a leader because failsafe mode is enabled and all members \
                      are accessible",
                 )
-                .unpublished());
+                .unpublished();
+                plan.failsafe_active = true;
+                return Ok(plan);
             }
             Some(FailsafeAnswer::NotAll) | None => {}
         }

@@ -163,6 +163,9 @@ pub struct Plan {
     pub publish: bool,
     /// Run the next cycle no later than this (a scheduled switchover is due).
     pub wake_at: Option<DateTime<Utc>>,
+    /// This node runs as primary only because every member accepted it while the DCS is
+    /// unreachable (Patroni's `failsafe_mode_is_active`).
+    pub failsafe_active: bool,
 }
 
 impl Plan {
@@ -172,6 +175,7 @@ impl Plan {
             message: message.into(),
             publish: true,
             wake_at: None,
+            failsafe_active: false,
         }
     }
 

@@ -298,7 +298,7 @@ fn failsafe_keeps_a_primary_that_every_member_accepts() {
     };
     let p = plan(o.clone(), &accepted);
     assert!(
-        p.actions.is_empty() && p.message.contains("failsafe"),
+        p.actions.is_empty() && p.message.contains("failsafe") && p.failsafe_active,
         "{p:?}"
     );
     let refused = Answers {
@@ -307,6 +307,7 @@ fn failsafe_keeps_a_primary_that_every_member_accepts() {
     };
     let p = plan(o, &refused);
     assert!(has_demote(&p, DemoteMode::Offline), "{p:?}");
+    assert!(!p.failsafe_active);
 }
 
 #[test]

@@ -84,6 +84,10 @@ pub(crate) struct Shared {
     pub(crate) postmaster_start_time: Option<String>,
     /// A restart asked for at a later time (`POST /restart` with `schedule`).
     pub(crate) scheduled_restart: Option<requests::ScheduledRestart>,
+    /// The timeline the last cycle observed (a replica's replay timeline).
+    pub(crate) timeline: Option<u32>,
+    /// Running as primary on the members' failsafe acceptance (DCS unreachable).
+    pub(crate) failsafe_active: bool,
 }
 
 /// Everything the loop owns.
@@ -254,6 +258,8 @@ impl Daemon {
         shared.last_cycle = Some(Utc::now());
         shared.is_leader = self.memory.has_lock;
         shared.role = self.role.to_owned();
+        shared.timeline = (obs.postgres.timeline != 0).then_some(obs.postgres.timeline);
+        shared.failsafe_active = plan.failsafe_active;
         shared.maximum_lag_on_failover = self.dynamic.maximum_lag_on_failover;
         match (plan.wake_at, restart_at) {
             (Some(a), Some(b)) => Some(a.min(b)),

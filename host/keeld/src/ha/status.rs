@@ -90,7 +90,13 @@ impl ApiNode {
                     "database_system_identifier".into(),
                     json!(st.system_identifier.to_string()),
                 );
-                if let Some(tl) = st.timeline {
+                // A replica without a receiver: the replay timeline the loop last read
+                // (the state's own fallback is the last restartpoint's, which lags).
+                let timeline = match (st.role, &st.wal_receiver_status) {
+                    (keel_postgres::Role::Replica, None) => shared.timeline.or(st.timeline),
+                    _ => st.timeline,
+                };
+                if let Some(tl) = timeline {
                     body.insert("timeline".into(), json!(tl));
                 }
                 match st.role {
@@ -150,6 +156,9 @@ impl ApiNode {
         }
         if shared.paused {
             body.insert("pause".into(), json!(true));
+        }
+        if shared.failsafe_active {
+            body.insert("failsafe_mode_is_active".into(), json!(true));
         }
         if let Some((_, at)) = &shared.cluster {
             body.insert("dcs_last_seen".into(), json!(at.timestamp()));
