@@ -179,6 +179,25 @@ fn without_failsafe_losing_etcd_demotes_the_primary() {
 }
 
 #[test]
+fn a_primary_whose_etcd_hangs_stops_taking_writes() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(2, "") else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    // A frozen etcd answers nothing: the loop's calls time out (or, with a slower plugin,
+    // the lease guard stops PostgreSQL first); either way the primary stops taking writes.
+    c.etcd.freeze(true);
+    c.wait_for("the primary to stop accepting writes", FAILOVER, |c| {
+        c.sql(leader, "CREATE TABLE IF NOT EXISTS w (x int)")
+            .is_err()
+            .then_some(())
+    });
+    c.etcd.freeze(false);
+    c.wait_healthy(1, BOOT);
+}
+
+#[test]
 fn with_failsafe_the_primary_keeps_serving_while_etcd_is_down() {
     keel_testkit::unprivileged_test!();
     let Some(mut c) = Cluster::start(2, "failsafe_mode: true") else {

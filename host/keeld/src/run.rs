@@ -238,6 +238,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
             tracing::error!("REST API stopped: {e}");
         }
     });
+    let lease = crate::ha::lease::LeaseGuard::start(Arc::clone(&pg));
     let daemon = crate::ha::Daemon {
         config_path: config.map(Path::to_owned),
         settings,
@@ -260,6 +261,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         role: "replica",
         mpp,
         announce_promotion: false,
+        lease,
     };
     Ok(daemon)
 }

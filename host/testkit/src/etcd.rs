@@ -159,6 +159,17 @@ impl TempEtcd {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) etcd: a store that hangs instead of refusing
+    /// connections, the case where only deadlines help.
+    pub fn freeze(&mut self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let _ = std::process::Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Stops etcd if it runs and starts it again on the same ports and data directory.
     ///
     /// # Panics

@@ -27,12 +27,23 @@ impl Daemon {
     pub(super) async fn answer(&mut self, question: &Question, obs: &mut Observation) {
         match question {
             Question::AcquireLock => {
+                let sent = tokio::time::Instant::now();
                 let answer = lock_answer(self.dcs.attempt_to_acquire_leader().await);
+                if answer == LockAnswer::Held {
+                    self.lease_renewed(sent);
+                }
                 self.note_lock(&answer);
                 obs.answers.acquire = Some(answer);
             }
             Question::RefreshLock => {
+                let sent = tokio::time::Instant::now();
                 let answer = lock_answer(self.dcs.update_leader().await);
+                match answer {
+                    LockAnswer::Held => self.lease_renewed(sent),
+                    LockAnswer::NotHeld => self.lease.disarm(),
+                    // The last renewal's deadline stands.
+                    LockAnswer::Failed(_) => {}
+                }
                 self.note_lock(&answer);
                 if answer == LockAnswer::Held {
                     self.publish_status(obs).await;
@@ -156,16 +167,19 @@ impl Daemon {
                 self.dcs.set_config(&map, None).await?;
             }
             Action::TakeLock => {
+                let sent = tokio::time::Instant::now();
                 anyhow::ensure!(
                     self.dcs.take_leader().await?,
                     "the DCS refused the leader key"
                 );
+                self.lease_renewed(sent);
                 self.memory.has_lock = true;
                 self.memory.lock_refreshed_at = Some(Utc::now());
                 self.memory.bootstrapped = false;
                 self.role = "primary";
             }
             Action::ReleaseLock => {
+                self.lease.disarm();
                 self.dcs.delete_leader().await?;
                 self.memory.has_lock = false;
             }
@@ -402,6 +416,7 @@ impl Daemon {
         // sends before_demote for switchovers, not when the lock is already lost).
         let announce = self.memory.has_lock && mode == DemoteMode::Graceful;
         self.memory.has_lock = false;
+        self.lease.disarm();
         let mpp = self.mpp.clone();
         let t = self.timeouts();
         self.spawn(RunningAction::Demote, move |pg| async move {

@@ -6,6 +6,7 @@
 //! the REST API's view current ([`status`]).
 
 mod execute;
+pub(crate) mod lease;
 mod observe;
 mod peers;
 pub(crate) mod pgconf;
@@ -126,6 +127,8 @@ pub(crate) struct Daemon {
     pub(crate) mpp: Option<Arc<crate::mpp::Mpp>>,
     /// Promoted: tell the coordinator `after_promote` once the member key says so.
     pub(crate) announce_promotion: bool,
+    /// Stops PostgreSQL if the leader lease could end before the loop renews it.
+    pub(crate) lease: lease::LeaseGuard,
 }
 
 pub(crate) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -136,6 +139,20 @@ impl Daemon {
     /// The timings in force.
     pub(crate) fn timeouts(&self) -> keel_config::Timeouts {
         self.dynamic.validated_timeouts(TtlFloor::keel()).0
+    }
+
+    /// The leader lease's length.
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_secs(self.timeouts().ttl.into())
+    }
+
+    /// A renewal of the leader key sent at `sent` succeeded.
+    pub(crate) fn lease_renewed(&self, sent: tokio::time::Instant) {
+        if self.dynamic.pause {
+            self.lease.disarm();
+        } else {
+            self.lease.renewed(sent, self.ttl());
+        }
     }
 
     /// Run cycles until SIGTERM/SIGINT, then shut down cleanly.
@@ -219,6 +236,7 @@ impl Daemon {
 
     /// One cycle; returns when to wake at the latest (a scheduled action).
     async fn cycle(&mut self) -> Option<DateTime<Utc>> {
+        let cycle_started = tokio::time::Instant::now();
         self.reap_task().await;
         let mut obs = self.observe().await;
         let mut rounds = 0;
@@ -239,6 +257,12 @@ impl Daemon {
             }
         };
         self.memory = obs.memory.clone();
+        if self.dynamic.pause {
+            self.lease.disarm();
+        } else if plan.failsafe_active {
+            // Every member accepted this primary just now: that acceptance is its lease.
+            self.lease.renewed(cycle_started, self.ttl());
+        }
         let message = plan.message.clone();
         tracing::info!("{message}");
         self.carry_out(&plan, &obs).await;
@@ -364,6 +388,7 @@ impl Daemon {
             tracing::info!("paused: leaving PostgreSQL running and the leader key in place");
             return;
         }
+        self.lease.disarm();
         if self.memory.has_lock
             && let Some(mpp) = &self.mpp
         {
