@@ -411,6 +411,17 @@ impl DcsPlugin for Etcd3 {
         let key = self.paths.key("leader");
         let start = match leader_version.as_deref().map(parse_version).transpose()? {
             Some(version) => version + 1,
+            // No leader: wake when one appears. This instance may never have read the store
+            // (the daemon's watch instance only watches); starting from its own revision 0
+            // would replay the key's old create/delete events and return at once, a cycle
+            // without sleep for as long as the cluster has no leader.
+            None if self.seen_revision == 0 => {
+                let current = self.retry("range", || {
+                    etcd::range(&KeyRange::key(&key), RangeOptions::LINEARIZABLE)
+                })?;
+                self.seen_revision = current.revision;
+                current.revision + 1
+            }
             None => self.seen_revision + 1,
         };
         match etcd::watch_wait(&KeyRange::key(&key), start, timeout_ms) {

@@ -184,3 +184,20 @@ fn bad_sections_are_refused_naming_the_key() {
         }
     }
 }
+
+#[test]
+fn a_fresh_watcher_without_a_leader_waits_instead_of_replaying_old_leaders() {
+    let _host = FakeHost::install();
+    let mut pg1 = Etcd3::configure(settings("pg1")).unwrap();
+    assert!(pg1.attempt_to_acquire_leader().unwrap());
+    assert!(pg1.delete_leader().unwrap());
+    // A watch-only instance (as keeld's) that never loaded: no leader version to give.
+    let mut watcher = Etcd3::configure(settings("pg2")).unwrap();
+    assert!(
+        !watcher.watch(None, 1000).unwrap(),
+        "the old leader's events are history, not news"
+    );
+    let mut pg3 = Etcd3::configure(settings("pg3")).unwrap();
+    assert!(pg3.attempt_to_acquire_leader().unwrap());
+    assert!(watcher.watch(None, 1000).unwrap(), "a new leader wakes it");
+}
