@@ -15,7 +15,7 @@ ETCD_PORT="${KEEL_ETCD_PORT:-23790}"
 mkdir -p "$state/plugins" "$state/logs" "$state/data"
 
 echo "== building keeld and the plugins"
-cargo build -p keeld
+cargo build -p keeld -p keelctl
 cargo build --manifest-path plugins/Cargo.toml -p keel-plugin-etcd --release --target wasm32-wasip2
 cp plugins/target/wasm32-wasip2/release/etcd.wasm "$state/plugins/"
 [ "$(id -u)" -ne 0 ] || chown -R "$KEEL_USER" "$state"
@@ -44,7 +44,8 @@ cat <<MSG
 
 Keel local cluster keel-local is starting: members pg1..pg3, etcd at 127.0.0.1:$ETCD_PORT.
   connect:         postgresql://postgres:postgres@127.0.0.1:5441,127.0.0.1:5442,127.0.0.1:5443/postgres?target_session_attrs=read-write
-  watch it:        curl -s 127.0.0.1:8008/patroni; /opt/keel/patroni-venv/bin/patronictl -c $state/pg1.yml list
+  watch it:        $here/target/debug/keelctl -c $state/pg1.yml list   (or: topology, switchover, edit-config, ...)
+  one member:      curl -s 127.0.0.1:8008/patroni
   the DCS keys:    ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$ETCD_PORT get --prefix /service/keel-local/
   configs:         $state/pg{1,2,3}.yml   logs: $state/logs/
   stop:            Ctrl-C
