@@ -184,12 +184,18 @@ def ratio(k, p):
 def report(args):
     with open(args.results) as f:
         records = [json.loads(line) for line in f if line.strip()]
+    for r in records:  # the whole cost of a request: the daemon and its PostgreSQL
+        x = r["result"]
+        cpu = x["daemon_cpu_s"] + (x["postgres_cpu_s"] or 0)
+        x["requests_per_total_cpu_s"] = round(x["requests"] / cpu, 1) if cpu > 0 else None
     requests = list(dict.fromkeys(r["request"] for r in records))
     by = {(r["system"], r["request"]): r["result"] for r in records}
     columns = [("requests/s", "rps", ""), ("p50", "p50_ms", " ms"), ("p99", "p99_ms", " ms"),
                ("max", "max_ms", " ms"), ("daemon CPU", "daemon_cpu_pct", " %"),
                ("requests per daemon CPU-s", "requests_per_daemon_cpu_s", ""),
-               ("PostgreSQL CPU", "postgres_cpu_s", " s"), ("errors", None, ""),
+               ("PostgreSQL CPU", "postgres_cpu_s", " s"),
+               ("requests per CPU-s, daemon + PostgreSQL", "requests_per_total_cpu_s", ""),
+               ("errors", None, ""),
                ("daemon RSS before → after", None, "")]
     out = ["| request | figure | Keel | Patroni 4.1 | Keel / Patroni |", "|---|---|---|---|---|"]
     for req in requests:
@@ -212,7 +218,8 @@ def report(args):
     print("\n".join(out))
     print()
     short = ["| request | requests/s Keel / Patroni | × | p99 Keel / Patroni | × "
-             "| requests per daemon CPU-second Keel / Patroni | × |", "|---|---|---|---|---|---|---|"]
+             "| requests per daemon CPU-second Keel / Patroni | × "
+             "| per CPU-second with PostgreSQL's | × |", "|---|---|---|---|---|---|---|---|---|"]
     for req in requests:
         k, p = by.get(("keel", req)) or {}, by.get(("patroni", req)) or {}
 
@@ -222,7 +229,9 @@ def report(args):
         short.append(f"| {req} | {pair('rps')} | {ratio(k.get('rps'), p.get('rps'))} "
                      f"| {pair('p99_ms', ' ms')} | {ratio(k.get('p99_ms'), p.get('p99_ms'))} "
                      f"| {pair('requests_per_daemon_cpu_s')} "
-                     f"| {ratio(k.get('requests_per_daemon_cpu_s'), p.get('requests_per_daemon_cpu_s'))} |")
+                     f"| {ratio(k.get('requests_per_daemon_cpu_s'), p.get('requests_per_daemon_cpu_s'))} "
+                     f"| {pair('requests_per_total_cpu_s')} "
+                     f"| {ratio(k.get('requests_per_total_cpu_s'), p.get('requests_per_total_cpu_s'))} |")
     print("\n".join(short))
     loads = [r["result"]["loadavg_1m_before"] for r in records]
     if loads:
