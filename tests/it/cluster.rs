@@ -453,7 +453,11 @@ pub(crate) fn sql_in_database(port: u16, database: &str, sql: &str) -> Result<Ve
         let rows = tokio::time::timeout(Duration::from_secs(10), client.simple_query(&sql))
             .await
             .map_err(|_| "query timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+            // The server's own words ("db error" alone says nothing).
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                None => e.to_string(),
+            })?;
         Ok(rows
             .into_iter()
             .filter_map(|m| match m {

@@ -32,7 +32,9 @@ fn bootstrap_failover_and_rejoin_with_rewind() {
         "{}",
         c.logs()
     );
-    c.sql(new, "INSERT INTO t VALUES (2)").unwrap();
+    if let Err(e) = c.sql(new, "INSERT INTO t VALUES (2)") {
+        panic!("the new leader refused a write: {e}{}", c.logs());
+    }
 
     c.start_daemon(old);
     c.wait_for(
