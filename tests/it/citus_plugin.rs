@@ -53,6 +53,18 @@ impl Coordinator {
         })
     }
 
+    /// A coordinator whose plugin calls may run 1 s (plus what the host allows an event),
+    /// with the formation already registered.
+    async fn synced_with_one_second_calls() -> Option<Self> {
+        let limits = PluginLimits {
+            call_timeout: Duration::from_secs(1),
+            ..PluginLimits::default()
+        };
+        let c = Self::start_with(limits).await?;
+        c.plugin.sync_meta_data(&c.formation()).await.unwrap();
+        Some(c)
+    }
+
     fn port(&self) -> u16 {
         self.citus.port()
     }
@@ -606,14 +618,9 @@ async fn a_failing_call_says_what_failed_and_leaves_no_pause_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pause_may_wait_out_its_lock_cooldown_beyond_the_call_timeout() {
     keel_testkit::unprivileged_test!();
-    let limits = PluginLimits {
-        call_timeout: Duration::from_secs(1),
-        ..PluginLimits::default()
-    };
-    let Some(c) = Coordinator::start_with(limits).await else {
+    let Some(c) = Coordinator::synced_with_one_second_calls().await else {
         return;
     };
-    c.plugin.sync_meta_data(&c.formation()).await.unwrap();
     // A write to group 1 in progress holds the group's lock: the forced update waits up to the
     // event's cooldown (2 s, twice the call timeout) and then ends that write, as Citus does.
     let writer = c.citus.connect("citus").await;
@@ -650,14 +657,9 @@ async fn a_pause_may_wait_out_its_lock_cooldown_beyond_the_call_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_off_by_its_deadline_leaves_no_pause_behind() {
     keel_testkit::unprivileged_test!();
-    let limits = PluginLimits {
-        call_timeout: Duration::from_secs(1),
-        ..PluginLimits::default()
-    };
-    let Some(c) = Coordinator::start_with(limits).await else {
+    let Some(c) = Coordinator::synced_with_one_second_calls().await else {
         return;
     };
-    c.plugin.sync_meta_data(&c.formation()).await.unwrap();
     // A session holding pg_dist_node itself blocks the pause past what the host allows an
     // event (the call timeout plus the lock cooldown the event asks for): the cooldown ends
     // writes holding a worker's lock, not a lock on the catalog.
