@@ -22,11 +22,26 @@ pub struct ParameterPlan {
 }
 
 /// One `pg_settings` row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Setting {
     setting: String,
     unit: Option<String>,
     context: String,
+    /// `current_setting(name)`: the value as `SHOW` prints it, units included.
+    shown: String,
+    /// `pg_settings.pending_restart`.
+    pending_restart: bool,
+}
+
+/// A parameter whose new value waits for a restart (Patroni's `pending_restart_reason` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    /// The parameter, as `pg_settings` names it.
+    pub name: String,
+    /// The running value as `SHOW` prints it.
+    pub old_value: String,
+    /// The value Keel wants; `?` when the change came from elsewhere (`ALTER SYSTEM`).
+    pub new_value: String,
 }
 
 /// Converts `value` (with an optional unit suffix) times `unit` to a base quantity: bytes for
@@ -102,7 +117,10 @@ fn plan(desired: &Parameters, settings: &BTreeMap<String, Setting>) -> Parameter
 impl Postgres {
     async fn pg_settings(&self) -> Result<BTreeMap<String, Setting>> {
         let rows = self
-            .query("SELECT name, setting, unit, context FROM pg_settings")
+            .query(
+                "SELECT name, setting, unit, context, current_setting(name), pending_restart \
+                 FROM pg_settings",
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -112,6 +130,8 @@ impl Postgres {
                         setting: r.try_get(1)?,
                         unit: r.try_get(2)?,
                         context: r.try_get(3)?,
+                        shown: r.try_get(4)?,
+                        pending_restart: r.try_get(5)?,
                     },
                 ))
             })
@@ -154,24 +174,41 @@ impl Postgres {
         Ok(plan)
     }
 
-    /// The parameters waiting for a restart: `pg_settings.pending_restart`, plus command-line
-    /// GUCs whose wanted value differs from the running one (PostgreSQL cannot see those).
-    pub async fn pending_restart(&self) -> Result<Vec<String>> {
+    /// The parameters waiting for a restart, by name: `pg_settings.pending_restart`, plus
+    /// command-line GUCs whose wanted value differs from the running one (PostgreSQL cannot
+    /// see those). One query; the HA loop reads it once per cycle.
+    pub async fn pending_restart(&self) -> Result<Vec<PendingChange>> {
         let settings = self.pg_settings().await?;
-        let rows = self
-            .query("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name")
-            .await?;
-        let mut names: Vec<String> = rows
+        let wanted = self.effective_parameters();
+        let (cmdline, _) = split_cmdline(&wanted);
+        let mut names: Vec<String> = settings
             .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let (cmdline, _) = split_cmdline(&self.effective_parameters());
+            .filter(|(_, s)| s.pending_restart)
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in plan(&cmdline, &settings).restart {
             if !names.contains(&name) {
                 names.push(name);
             }
         }
-        Ok(names)
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let old_value = settings
+                    .get(&name)
+                    .map(|s| s.shown.clone())
+                    .unwrap_or_default();
+                let new_value = wanted
+                    .get(&name)
+                    .map_or_else(|| "?".to_owned(), str::to_owned);
+                PendingChange {
+                    name,
+                    old_value,
+                    new_value,
+                }
+            })
+            .collect())
     }
 
     fn parameters_snapshot(&self) -> Parameters {
@@ -188,6 +225,7 @@ mod tests {
             setting: setting.to_owned(),
             unit: unit.map(str::to_owned),
             context: context.to_owned(),
+            ..Setting::default()
         }
     }
 

@@ -39,13 +39,13 @@ pub use bootstrap::{BootstrapMethod, InitdbOption};
 pub use config::{Parameters, RecoveryConfig};
 pub use connection::{Credentials, Upstream};
 pub use error::{Error, Result, RewindBlocker, Wait};
-pub use guc::ParameterPlan;
+pub use guc::{ParameterPlan, PendingChange};
 pub use misc::{ControlData, HistoryEntry, Lsn};
 pub use postmaster::{PostmasterStatus, StopMode};
 pub use replica::{FollowOutcome, ReplicaMethod};
 pub use rewind::{Divergence, LeaderInfo, LocalPosition, RewindOutcome};
 pub use slots::{ReplicationSlot, SlotKind, SlotSpec, SlotSyncReport};
-pub use state::{ReplicationRow, Role, State};
+pub use state::{Lane, ReplicationRow, Role, State};
 
 /// The hook the MPP plugin uses to adjust GUCs; applied last, after local and dynamic parameters.
 pub type AdjustHook = Arc<dyn Fn(&mut Parameters) + Send + Sync>;
@@ -176,6 +176,7 @@ pub struct Postgres {
     parameters: Mutex<Parameters>,
     recovery: Mutex<Option<RecoveryConfig>>,
     conn: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+    api_conn: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
     rewind_failed: AtomicBool,
     expect_running: AtomicBool,
 }
@@ -200,6 +201,7 @@ impl Postgres {
             adjust: Mutex::new(None),
             recovery: Mutex::new(None),
             conn: tokio::sync::Mutex::new(None),
+            api_conn: tokio::sync::Mutex::new(None),
             rewind_failed: AtomicBool::new(false),
             expect_running: AtomicBool::new(false),
         }

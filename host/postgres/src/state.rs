@@ -1,9 +1,9 @@
 //! What the local PostgreSQL reports about itself: role, timeline, WAL positions, replication
-//! status, pending restart, start time and system identifier (Patroni's `cluster_info_query` and
-//! `_cluster_info_state`).
+//! status, start time and system identifier (Patroni's `cluster_info_query` and
+//! `_cluster_info_state`), in one query: health checks read it per request.
 //!
-//! Also owns Keel's local connection: one cached client over the unix socket, re-opened when it
-//! breaks; every connect and every query is bounded by the configured timeouts.
+//! Also owns Keel's local connections: one cached client per [`Lane`] over the unix socket,
+//! re-opened when it breaks; every connect and every query is bounded by the configured timeouts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,8 +66,6 @@ pub struct State {
     pub wal_receiver_status: Option<String>,
     /// `pg_stat_replication` rows (replicas streaming from this server).
     pub replication: Vec<ReplicationRow>,
-    /// Any `pg_settings.pending_restart`.
-    pub pending_restart: bool,
     /// `pg_postmaster_start_time()` as text.
     pub postmaster_start_time: String,
     /// `pg_control_system().system_identifier`.
@@ -76,22 +74,74 @@ pub struct State {
     pub server_version: u32,
 }
 
+/// Which cached connection a query runs on. The REST API has its own (as Patroni's `restapi`
+/// connection), so a burst of health checks never queues the HA loop's queries behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The HA loop and everything it drives.
+    Control,
+    /// The REST API's per-request status reads.
+    Api,
+}
+
+/// Everything [`State`] holds, in one round trip. The receiver columns come from a left join
+/// (no row on a primary); the replication rows as a JSON array of arrays.
 const STATE_QUERY: &str = "SELECT pg_is_in_recovery(), \
     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
     pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
-    (SELECT count(*) FROM pg_settings WHERE pending_restart) > 0, \
     pg_postmaster_start_time()::text, \
     (SELECT system_identifier FROM pg_control_system())::text, \
     current_setting('server_version_num')::int, \
-    (SELECT timeline_id FROM pg_control_checkpoint())::int";
-
-const RECEIVER_QUERY: &str = "SELECT status, written_lsn::text, flushed_lsn::text, received_tli \
-    FROM pg_stat_wal_receiver";
+    (SELECT timeline_id FROM pg_control_checkpoint())::int, \
+    r.status, r.written_lsn::text, r.flushed_lsn::text, r.received_tli, \
+    (SELECT coalesce(json_agg(json_build_array(pid, coalesce(application_name, ''), state, \
+        sync_state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text) \
+        ORDER BY application_name), '[]')::text FROM pg_stat_replication) \
+    FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
 
 const REPLICATION_QUERY: &str = "SELECT pid, coalesce(application_name, ''), state, sync_state, \
     sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text \
     FROM pg_stat_replication ORDER BY application_name";
+
+/// One element of the state query's replication array.
+type ReplicationJson = (
+    i32,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn parse_lsn(text: Option<String>) -> Result<Option<Lsn>> {
+    text.map(|s| s.parse()).transpose()
+}
+
+fn replication_rows(json: &str) -> Result<Vec<ReplicationRow>> {
+    let rows: Vec<ReplicationJson> = serde_json::from_str(json).map_err(|_| Error::Parse {
+        what: "pg_stat_replication rows",
+        text: json.to_owned(),
+    })?;
+    rows.into_iter()
+        .map(
+            |(pid, name, state, sync_state, sent, write, flush, replay)| {
+                Ok(ReplicationRow {
+                    pid,
+                    application_name: name,
+                    state,
+                    sync_state,
+                    sent_lsn: parse_lsn(sent)?,
+                    write_lsn: parse_lsn(write)?,
+                    flush_lsn: parse_lsn(flush)?,
+                    replay_lsn: parse_lsn(replay)?,
+                })
+            },
+        )
+        .collect()
+}
 
 fn lsn(row: &Row, idx: usize) -> Result<Option<Lsn>> {
     row.try_get::<_, Option<String>>(idx)?
@@ -105,9 +155,21 @@ pub fn timeline_of_walfile(name: &str) -> Option<u32> {
 }
 
 impl Postgres {
-    /// The cached local client, connecting (bounded) when there is none or it broke.
+    /// The cached local client of the control lane, connecting (bounded) when there is none or
+    /// it broke.
     pub async fn client(&self) -> Result<Arc<Client>> {
-        let mut guard = self.conn.lock().await;
+        self.client_on(Lane::Control).await
+    }
+
+    fn slot(&self, lane: Lane) -> &tokio::sync::Mutex<Option<Arc<Client>>> {
+        match lane {
+            Lane::Control => &self.conn,
+            Lane::Api => &self.api_conn,
+        }
+    }
+
+    async fn client_on(&self, lane: Lane) -> Result<Arc<Client>> {
+        let mut guard = self.slot(lane).lock().await;
         if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
@@ -128,19 +190,24 @@ impl Postgres {
         Ok(client)
     }
 
-    /// Forgets the cached client (after a stop, or a timeout left it in an unknown state).
+    /// Forgets the cached clients (after a stop, or a timeout left one in an unknown state).
     pub async fn drop_connection(&self) {
         *self.conn.lock().await = None;
+        *self.api_conn.lock().await = None;
     }
 
     /// Runs `sql` (no parameters) with the query timeout and returns its rows.
     pub async fn query(&self, sql: &str) -> Result<Vec<Row>> {
-        let client = self.client().await?;
+        self.query_on(Lane::Control, sql).await
+    }
+
+    async fn query_on(&self, lane: Lane, sql: &str) -> Result<Vec<Row>> {
+        let client = self.client_on(lane).await?;
         let timeout = self.settings.timeouts.query;
         match tokio::time::timeout(timeout, client.query(sql, &[])).await {
             Ok(rows) => Ok(rows?),
             Err(_) => {
-                self.drop_connection().await;
+                *self.slot(lane).lock().await = None;
                 Err(Error::Timeout {
                     what: Wait::Query,
                     timeout,
@@ -198,12 +265,17 @@ impl Postgres {
         }
     }
 
-    /// Reads the current [`State`] (three bounded queries).
+    /// Reads the current [`State`] on the control lane (one bounded query).
     pub async fn state(&self) -> Result<State> {
-        let rows = self.query(STATE_QUERY).await?;
+        self.state_on(Lane::Control).await
+    }
+
+    /// Reads the current [`State`] on `lane` (one bounded query).
+    pub async fn state_on(&self, lane: Lane) -> Result<State> {
+        let rows = self.query_on(lane, STATE_QUERY).await?;
         let row = rows.first().ok_or(Error::NotRunning)?;
         let in_recovery: bool = row.try_get(0)?;
-        let sysid: String = row.try_get(7)?;
+        let sysid: String = row.try_get(6)?;
         let mut state = State {
             role: if in_recovery {
                 Role::Replica
@@ -220,31 +292,24 @@ impl Postgres {
             receive_lsn: lsn(row, 3)?,
             replay_lsn: lsn(row, 4)?,
             wal_receiver_status: None,
-            replication: Vec::new(),
-            pending_restart: row.try_get(5)?,
-            postmaster_start_time: row.try_get(6)?,
+            replication: replication_rows(&row.try_get::<_, String>(13)?)?,
+            postmaster_start_time: row.try_get(5)?,
             system_identifier: sysid.parse().map_err(|_| Error::Parse {
                 what: "system identifier",
                 text: sysid.clone(),
             })?,
-            server_version: u32::try_from(row.try_get::<_, i32>(8)?).unwrap_or(0),
+            server_version: u32::try_from(row.try_get::<_, i32>(7)?).unwrap_or(0),
         };
-        let checkpoint_tli: Option<i32> = row.try_get(9)?;
         if in_recovery {
-            let receiver = self.query(RECEIVER_QUERY).await?;
-            if let Some(r) = receiver.first() {
-                state.wal_receiver_status = r.try_get(0)?;
-                state.write_lsn = lsn(r, 1)?;
-                state.flush_lsn = lsn(r, 2)?;
-                state.timeline = r
-                    .try_get::<_, Option<i32>>(3)?
-                    .and_then(|t| u32::try_from(t).ok());
-            }
-            if state.timeline.is_none() {
-                state.timeline = checkpoint_tli.and_then(|t| u32::try_from(t).ok());
-            }
+            state.wal_receiver_status = row.try_get(9)?;
+            state.write_lsn = lsn(row, 10)?;
+            state.flush_lsn = lsn(row, 11)?;
+            // The receiver's timeline; without one, the last restartpoint's.
+            state.timeline = row
+                .try_get::<_, Option<i32>>(12)?
+                .or(row.try_get::<_, Option<i32>>(8)?)
+                .and_then(|t| u32::try_from(t).ok());
         }
-        state.replication = self.replication().await?;
         Ok(state)
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{Cluster, initdb_options, kill_tree, wait_caught_up, wait_streaming, wait_until};
 use keel_postgres::{
-    BootstrapMethod, Divergence, Error, LeaderInfo, Parameters, PostmasterStatus, ReplicaMethod,
-    RewindOutcome, Role, SlotSpec, StopMode,
+    BootstrapMethod, Divergence, Error, Lane, LeaderInfo, Parameters, PostmasterStatus,
+    ReplicaMethod, RewindOutcome, Role, SlotSpec, StopMode,
 };
 
 #[tokio::test]
@@ -21,7 +21,7 @@ async fn bootstrap_creates_a_primary_and_keeps_existing_data() {
     assert_eq!(st.role, Role::Primary);
     assert_eq!(st.timeline, Some(1));
     assert!(st.system_identifier > 0);
-    assert!(!st.pending_restart);
+    assert!(pg.pending_restart().await.expect("pending").is_empty());
     let conf = std::fs::read_to_string(pg.data_dir().join("postgresql.conf")).expect("conf");
     assert!(conf.starts_with("# Do not edit"));
     assert!(conf.contains("include 'postgresql.base.conf'"));
@@ -118,6 +118,16 @@ async fn replica_by_basebackup_streams_with_a_slot() {
     assert_eq!(st.role, Role::Replica);
     assert_eq!(st.wal_receiver_status.as_deref(), Some("streaming"));
     assert!(st.receive_lsn.is_some() && st.replay_lsn.is_some() && st.flush_lsn.is_some());
+    assert_eq!(st.timeline, Some(1));
+    // The API lane reads the same state on its own connection, walsender rows included.
+    let primary = p.state_on(Lane::Api).await.expect("primary state");
+    let row = primary
+        .replication
+        .iter()
+        .find(|row| row.application_name == "n2")
+        .expect("n2 in pg_stat_replication");
+    assert_eq!(row.state.as_deref(), Some("streaming"));
+    assert!(row.flush_lsn.is_some() && row.replay_lsn.is_some() && row.pid > 0);
     let slots = p.slots().await.expect("slots");
     assert!(slots.iter().any(|s| s.name == "n2" && s.active));
     let conf = std::fs::read_to_string(r.data_dir().join("postgresql.conf")).expect("conf");
@@ -401,10 +411,18 @@ async fn restart_parameters_are_reported_pending() {
     restart.sort();
     assert_eq!(restart, vec!["max_connections", "shared_buffers"]);
     assert_eq!(pg.query_text("SHOW work_mem").await.expect("q"), "8MB");
-    let mut pending = pg.pending_restart().await.expect("pending");
-    pending.sort();
-    assert_eq!(pending, vec!["max_connections", "shared_buffers"]);
-    assert!(pg.state().await.expect("st").pending_restart);
+    let pending = pg.pending_restart().await.expect("pending");
+    let names: Vec<&str> = pending.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["max_connections", "shared_buffers"]);
+    // Patroni's pending_restart_reason: the running value as SHOW prints it, and the new one.
+    assert_eq!(
+        (pending[1].old_value.as_str(), pending[1].new_value.as_str()),
+        ("128MB", "64MB")
+    );
+    assert_eq!(
+        (pending[0].old_value.as_str(), pending[0].new_value.as_str()),
+        ("100", "120")
+    );
     pg.restart(StopMode::Fast).await.expect("restart");
     assert!(pg.pending_restart().await.expect("pending").is_empty());
     assert_eq!(
@@ -583,10 +601,9 @@ async fn replica_starts_with_the_primarys_higher_pg_control_values() {
         r.query_text("SHOW max_connections").await.expect("q"),
         "150"
     );
-    assert_eq!(
-        r.pending_restart().await.expect("pending"),
-        vec!["max_connections"]
-    );
+    let pending = r.pending_restart().await.expect("pending");
+    let names: Vec<&str> = pending.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["max_connections"]);
 }
 
 #[tokio::test]

@@ -124,6 +124,32 @@ impl Daemon {
         }
     }
 
+    /// Reads the parameters waiting for a restart into the shared state; a failed read keeps
+    /// the last answer.
+    async fn read_pending_restart(&self) -> bool {
+        match self.pg.pending_restart().await {
+            Ok(pending) => {
+                let mut shared = lock(&self.shared);
+                if pending != shared.pending_restart {
+                    for p in &pending {
+                        tracing::info!(
+                            parameter = %p.name,
+                            old_value = %p.old_value,
+                            new_value = %p.new_value,
+                            "parameter waits for a restart"
+                        );
+                    }
+                    shared.pending_restart = pending;
+                }
+                !shared.pending_restart.is_empty()
+            }
+            Err(e) => {
+                tracing::debug!("could not read pending restarts: {e}");
+                !lock(&self.shared).pending_restart.is_empty()
+            }
+        }
+    }
+
     async fn observe_postgres(&mut self, cluster: Option<&Cluster>) -> keel_ha::Postgres {
         let mut out = keel_ha::Postgres::empty();
         let dir = self.pg.data_dir().to_owned();
@@ -144,6 +170,7 @@ impl Daemon {
         out.upstream = self.upstream.clone();
         out.synchronous_standby_names = self.ssn.clone();
         if !self.pg.is_running() {
+            lock(&self.shared).pending_restart.clear();
             let crashed = self.pg.crashed();
             out.process = Process::Stopped { crashed };
             out.role = self.stopped_role().await;
@@ -168,7 +195,8 @@ impl Daemon {
                             st.receive_lsn.max(st.replay_lsn).map_or(0, |l| l.0)
                         }
                     };
-                    out.pending_restart = st.pending_restart;
+                    lock(&self.shared).wal_position = Some(out.wal_position);
+                    out.pending_restart = self.read_pending_restart().await;
                     out.replication = st
                         .replication
                         .iter()
