@@ -210,7 +210,16 @@ impl Cluster {
         }
     }
 
-    /// Every member's log, for failure messages.
+    /// Sends `signal` (e.g. `HUP`) to member `i`'s daemon.
+    pub(crate) fn signal(&self, i: usize, signal: &str) {
+        let child = self.members[i].daemon.as_ref().expect("daemon running");
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
     /// Every daemon line of every member (PostgreSQL's own lines left out).
     pub(crate) fn daemon_lines(&self) -> String {
         let mut out = String::new();
@@ -229,6 +238,7 @@ impl Cluster {
         out
     }
 
+    /// Every member's log tail, for failure messages.
     pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for m in &self.members {
@@ -389,44 +399,45 @@ impl Drop for Cluster {
 /// A minimal HTTP/1.0 POST of a JSON body on loopback (bounded, up to 60 s
 /// for a switchover to finish): status code and body.
 pub(crate) fn http_post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .ok()?;
-    write!(
-        stream,
+    http_post_with_head(port, path, body).map(|(code, _, body)| (code, body))
+}
+
+/// [`http_post`], also returning the response head (status line and headers).
+pub(crate) fn http_post_with_head(
+    port: u16,
+    path: &str,
+    body: &str,
+) -> Option<(u16, String, String)> {
+    let request = format!(
         "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
+    );
+    http_exchange(port, &request, Duration::from_secs(60))
 }
 
 /// A minimal HTTP/1.0 GET on loopback (bounded): status code and body.
 pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    http_exchange(port, &request, Duration::from_secs(5)).map(|(code, _, body)| (code, body))
+}
+
+/// Sends `request` and reads the whole HTTP/1.0 answer: status code, head and body.
+fn http_exchange(
+    port: u16,
+    request: &str,
+    read_timeout: Duration,
+) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    stream.set_read_timeout(Some(read_timeout)).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Some((code, head.to_owned(), body.to_owned()))
 }
 
 /// Run SQL as the superuser on a loopback port (a member or a proxy in front

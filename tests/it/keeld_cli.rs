@@ -73,6 +73,36 @@ fn a_section_naming_no_plugin_is_an_error_listing_the_plugins() {
 }
 
 #[test]
+fn validate_config_catches_what_start_would_refuse() {
+    let dir = PluginDir::with(&[c::ETCD]).unwrap();
+    let validate = |sections: &str| {
+        let file = config(&dir, sections);
+        run(&["validate-config".as_ref(), file.as_os_str()])
+    };
+    let good = validate("etcd3: {hosts: 127.0.0.1:2379}");
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good));
+    // A misspelt section selects no plugin.
+    let misspelt = validate("etcd3: {hosts: 127.0.0.1:2379}\npostgressql: {}");
+    assert_eq!(misspelt.status.code(), Some(1), "{}", text(&misspelt));
+    assert!(
+        text(&misspelt).contains("config section `postgressql` selects a plugin"),
+        "{}",
+        text(&misspelt)
+    );
+    // The REST API's certificate is read now, not at the next restart.
+    let file = config(&dir, "etcd3: {hosts: 127.0.0.1:2379}");
+    let tls = Command::new(keeld())
+        .arg("validate-config")
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .env("PATRONI_RESTAPI_CERTFILE", "/nonexistent/server.pem")
+        .output()
+        .unwrap();
+    assert_eq!(tls.status.code(), Some(1), "{}", text(&tls));
+    assert!(text(&tls).contains("restapi.certfile"), "{}", text(&tls));
+}
+
+#[test]
 fn a_config_without_a_dcs_is_refused() {
     let dir = PluginDir::with(&[c::ETCD]).unwrap();
     let file = config(&dir, "");

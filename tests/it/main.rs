@@ -25,6 +25,7 @@ mod patroni_tooling;
 mod plugin_limits;
 mod plugin_loading;
 mod postgres_capability;
+mod rest_e2e;
 
 use keel_runtime::{Runtime, RuntimeOptions};
 use keel_tests::PluginDir;

@@ -172,7 +172,8 @@ impl Caller {
 }
 
 async fn check(api: &Api, caller: Caller, with_members: bool) -> Option<Response> {
-    let policy = &api.access;
+    let policy = api.policy();
+    let policy = &policy.access;
     let members = with_members && policy.include_members;
     if !policy.allowlist.is_empty() || members {
         let client = caller.client;

@@ -117,7 +117,10 @@ pub fn health_code(path: &str, query: &BTreeMap<String, String>, f: &HealthFacts
                 ok(f.role == "replica" || f.role == "standby_leader"),
             )
         } else {
-            (200, 200, 503)
+            // Stricter than Patroni, which answers 200 from the moment the lock is held: a
+            // load balancer gets writes here only once PostgreSQL runs as a primary (not
+            // while it is still promoting, nor after it crashed).
+            (200, ok(primary_role && f.running), 503)
         }
     } else {
         (503, 503, 503)
@@ -312,6 +315,21 @@ mod tests {
         let mut nolb = replica();
         nolb.noloadbalance = true;
         assert_eq!(health_code("/replica", &q(&[]), &nolb), 503);
+    }
+
+    #[test]
+    fn the_lock_holder_is_primary_only_once_postgresql_runs_as_one() {
+        let mut f = primary();
+        assert_eq!(health_code("/primary", &q(&[]), &f), 200);
+        // Still promoting: the lock is held, writes would fail.
+        f.role = "replica".into();
+        assert_eq!(health_code("/primary", &q(&[]), &f), 503);
+        assert_eq!(health_code("/leader", &q(&[]), &f), 200);
+        // PostgreSQL is down under a lock holder.
+        let mut crashed = primary();
+        crashed.running = false;
+        assert_eq!(health_code("/primary", &q(&[]), &crashed), 503);
+        assert_eq!(health_code("/leader", &q(&[]), &crashed), 200);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod access;
 mod cluster;
 mod config;
 mod health;
+mod listener;
 mod manual;
 mod metrics;
 mod node;
@@ -29,10 +30,11 @@ mod tls;
 pub use access::{AccessPolicy, AllowlistError, ClientCertificate, basic_header};
 pub use cluster::as_json as cluster_json;
 pub use health::{HealthFacts, health_code, readiness_code};
+pub use listener::{ApiServer, ServeError};
 pub use metrics::{escape as escape_label, render as render_metrics};
 pub use node::{
     FailsafeReply, FailsafeRequest, Node, RestartOutcome, RestartRequest, StatusReport,
 };
 pub use restart::version_number;
-pub use server::{ApiOptions, router, serve};
+pub use server::{ApiOptions, ApiReloader, router, router_with_reloader, serve};
 pub use tls::{TlsError, serve_tls, server_config as tls_server_config};

@@ -160,7 +160,7 @@ async fn follow(
     };
     let rounds = 2 * loop_wait.max(10);
     for _ in 0..rounds {
-        tokio::time::sleep(api.poll_interval).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
         let Ok(cluster) = api.dcs.load().await else {
             continue;
         };
@@ -212,5 +212,5 @@ pub(crate) async fn cancel(State(api): State<Api>) -> Response {
     }
 }
 
-/// How long a poll round waits (one second; shorter in tests).
+/// How often a waiting switchover or failover re-reads the cluster.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);

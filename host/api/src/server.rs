@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -54,55 +53,98 @@ impl ApiOptions {
 pub(crate) struct Api {
     pub(crate) node: Arc<dyn Node>,
     pub(crate) dcs: Dcs,
-    pub(crate) access: Arc<AccessPolicy>,
+    policy: Arc<RwLock<Arc<Policy>>>,
     pub(crate) scope: Arc<str>,
     pub(crate) name: Arc<str>,
-    pub(crate) extra_headers: Arc<Vec<(HeaderName, HeaderValue)>>,
-    /// One second; tests shorten it.
-    pub(crate) poll_interval: Duration,
+}
+
+impl Api {
+    /// The access rules and headers in force (a reload swaps them).
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// What a reload may change in a running API: who may change things and the extra headers.
+pub(crate) struct Policy {
+    pub(crate) access: AccessPolicy,
+    extra_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Policy {
+    fn new(
+        access: AccessPolicy,
+        extra_headers: &BTreeMap<String, String>,
+        server: Option<&str>,
+    ) -> Self {
+        // The Server header first: an explicit `Server` among the extra headers wins.
+        let extra_headers = server
+            .map(|v| ("server", v))
+            .into_iter()
+            .chain(extra_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .filter_map(|(k, v)| {
+                let parsed = (HeaderName::try_from(k), HeaderValue::try_from(v));
+                match parsed {
+                    (Ok(k), Ok(v)) => Some((k, v)),
+                    _ => {
+                        tracing::warn!(header = %k, "restapi.http_extra_headers: not a valid header, skipped");
+                        None
+                    }
+                }
+            })
+            .collect();
+        Self {
+            access,
+            extra_headers,
+        }
+    }
+}
+
+/// Swaps a running router's access rules and response headers (SIGHUP), for the requests
+/// that arrive afterwards.
+#[derive(Clone)]
+pub struct ApiReloader {
+    policy: Arc<RwLock<Arc<Policy>>>,
+}
+
+impl ApiReloader {
+    /// Installs `options`' access rules, extra headers and `Server` header (its scope and
+    /// name stay what the router was built with).
+    pub fn reload(&self, options: ApiOptions) {
+        let policy = Policy::new(
+            options.access,
+            &options.extra_headers,
+            options.server.as_deref(),
+        );
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
 }
 
 /// The router for `node`, reading and writing the cluster through `dcs`.
 pub fn router(node: Arc<dyn Node>, dcs: Dcs, options: ApiOptions) -> Router {
-    router_with_poll(node, dcs, options, crate::manual::POLL_INTERVAL)
+    router_with_reloader(node, dcs, options).0
 }
 
-pub(crate) fn router_with_poll(
+/// [`router`], with the handle that reloads its access rules and headers.
+pub fn router_with_reloader(
     node: Arc<dyn Node>,
     dcs: Dcs,
     options: ApiOptions,
-    poll_interval: Duration,
-) -> Router {
-    // The Server header first: an explicit `Server` among the extra headers wins.
-    let extra_headers = options
-        .server
-        .iter()
-        .map(|v| ("server", v.as_str()))
-        .chain(
-            options
-                .extra_headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )
-        .filter_map(|(k, v)| {
-            let parsed = (HeaderName::try_from(k), HeaderValue::try_from(v));
-            match parsed {
-                (Ok(k), Ok(v)) => Some((k, v)),
-                _ => {
-                    tracing::warn!(header = %k, "restapi.http_extra_headers: not a valid header, skipped");
-                    None
-                }
-            }
-        })
-        .collect();
+) -> (Router, ApiReloader) {
+    let policy = Policy::new(
+        options.access,
+        &options.extra_headers,
+        options.server.as_deref(),
+    );
+    let reloader = ApiReloader {
+        policy: Arc::new(RwLock::new(Arc::new(policy))),
+    };
     let api = Api {
         node,
         dcs,
-        access: Arc::new(options.access),
+        policy: Arc::clone(&reloader.policy),
         scope: options.scope.into(),
         name: options.name.into(),
-        extra_headers: Arc::new(extra_headers),
-        poll_interval,
     };
     let guarded = Router::new()
         .route(
@@ -136,7 +178,7 @@ pub(crate) fn router_with_poll(
                 .fallback(health),
         )
         .route_layer(from_fn_with_state(api.clone(), guard_failsafe));
-    Router::new()
+    let router = Router::new()
         .route("/patroni", get(patroni).fallback(health))
         .route("/cluster", get(crate::cluster::cluster).fallback(health))
         .route("/history", get(crate::cluster::history).fallback(health))
@@ -161,7 +203,8 @@ pub(crate) fn router_with_poll(
         .merge(failsafe_routes)
         .fallback(health)
         .layer(map_response_with_state(api.clone(), extra_headers_layer))
-        .with_state(api)
+        .with_state(api);
+    (router, reloader)
 }
 
 /// GET/HEAD/OPTIONS on a path that only defines other methods run the health
@@ -171,7 +214,7 @@ fn with_health(route: MethodRouter<Api>) -> MethodRouter<Api> {
 }
 
 async fn extra_headers_layer(State(api): State<Api>, mut response: Response) -> Response {
-    for (k, v) in api.extra_headers.iter() {
+    for (k, v) in &api.policy().extra_headers {
         response.headers_mut().insert(k.clone(), v.clone());
     }
     response

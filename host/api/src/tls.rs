@@ -139,16 +139,17 @@ fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stat
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve `router` over HTTPS on `listener` until the future is dropped.
+/// Serve `router` over HTTPS on `listener` until the future is dropped. Each connection is
+/// accepted with the configuration `config` holds at that moment, so sending a new one
+/// (certificates re-read on SIGHUP) takes effect without dropping the listener.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     router: Router,
-    config: Arc<rustls::ServerConfig>,
+    config: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(config);
     loop {
         let (stream, peer) = listener.accept().await?;
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(Arc::clone(&config.borrow()));
         let router = router.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -123,6 +123,7 @@ struct Fixture {
     store: MemoryStore,
     node: Arc<FakeNode>,
     app: Router,
+    reloader: keel_api::ApiReloader,
 }
 
 const MEMBER: &str = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"replica","xlog_location":100}"#;
@@ -152,8 +153,13 @@ async fn fixture(node: FakeNode, access: AccessPolicy) -> Fixture {
     options.access = access;
     options.extra_headers.insert("X-Keel".into(), "yes".into());
     options.server = Some("Keel/test".into());
-    let app = keel_api::router(node.clone(), dcs, options);
-    Fixture { store, node, app }
+    let (app, reloader) = keel_api::router_with_reloader(node.clone(), dcs, options);
+    Fixture {
+        store,
+        node,
+        app,
+        reloader,
+    }
 }
 
 async fn call(app: &Router, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
@@ -515,6 +521,41 @@ async fn basic_auth_guards_only_the_mutating_endpoints() {
 }
 
 #[tokio::test]
+async fn a_reload_swaps_credentials_and_headers_for_later_requests() {
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    assert_eq!(
+        call(&f.app, "POST", "/reload", None).await.0,
+        StatusCode::ACCEPTED
+    );
+    let mut options = ApiOptions::open("batman", "a");
+    options.access = AccessPolicy::open().with_credentials("admin", "s3cret");
+    options
+        .extra_headers
+        .insert("X-Keel".into(), "reloaded".into());
+    f.reloader.reload(options);
+    assert_eq!(
+        call(&f.app, "POST", "/reload", None).await,
+        (StatusCode::UNAUTHORIZED, "no auth header received".into())
+    );
+    let right = basic_header("admin", "s3cret");
+    assert_eq!(
+        call_with(&f.app, "POST", "/reload", None, Some(&right))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    let resp = f
+        .app
+        .clone()
+        .oneshot(Request::get("/patroni").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-keel"], "reloaded");
+    // No `server` in the reloaded options: the old Server header is gone too.
+    assert!(resp.headers().get(header::SERVER).is_none());
+}
+
+#[tokio::test]
 async fn an_allowlist_refuses_unknown_clients() {
     let access = AccessPolicy::open().with_allowlist(vec!["10.0.0.0/8".parse().unwrap()], false);
     let f = fixture(FakeNode::default(), access).await;
@@ -605,6 +646,22 @@ async fn malformed_bodies_are_400_with_a_reason() {
 
 /// Serve the fixture's API over HTTPS on a loopback port.
 async fn serve_https(app: Router, verify: &str, pki: &keel_testkit::tls::TestPki) -> u16 {
+    let (_, configs) = tokio::sync::watch::channel(https_config(verify, pki));
+    serve_https_with(app, configs).await
+}
+
+async fn serve_https_with(
+    app: Router,
+    configs: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
+) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(keel_api::serve_tls(listener, app, configs));
+    port
+}
+
+/// The server side of `pki` as keeld builds it from a `restapi` section.
+fn https_config(verify: &str, pki: &keel_testkit::tls::TestPki) -> Arc<rustls::ServerConfig> {
     let yaml = format!(
         "scope: batman\nname: a\nrestapi: {{listen: 127.0.0.1:8008, connect_address: 127.0.0.1:8008, \
          certfile: {}, keyfile: {}, cafile: {}, verify_client: {verify}}}\netcd3: {{hosts: 127.0.0.1:2379}}\n\
@@ -616,13 +673,9 @@ async fn serve_https(app: Router, verify: &str, pki: &keel_testkit::tls::TestPki
     );
     let settings =
         keel_config::Settings::from_yaml_str(&yaml, &keel_config::Env::default()).unwrap();
-    let config = keel_api::tls_server_config(&settings.restapi)
+    keel_api::tls_server_config(&settings.restapi)
         .unwrap()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(keel_api::serve_tls(listener, app, config));
-    port
+        .unwrap()
 }
 
 fn https_client(pki: &keel_testkit::tls::TestPki, with_cert: bool) -> reqwest::Client {
@@ -690,6 +743,27 @@ async fn https_with_required_client_certificates_refuses_the_handshake() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_new_certificate_serves_the_next_connection_without_dropping_the_listener() {
+    let (Some(old), Some(new)) = (
+        keel_testkit::tls::TestPki::generate(),
+        keel_testkit::tls::TestPki::generate(),
+    ) else {
+        return;
+    };
+    let f = fixture(FakeNode::default(), AccessPolicy::open()).await;
+    let (configs, watched) = tokio::sync::watch::channel(https_config("none", &old));
+    let port = serve_https_with(f.app.clone(), watched).await;
+    let url = format!("https://localhost:{port}/patroni");
+    // Fresh clients: a pooled connection would keep the old session.
+    let trusting = |pki| https_client(pki, false);
+    assert_eq!(trusting(&old).get(&url).send().await.unwrap().status(), 200);
+    assert!(trusting(&new).get(&url).send().await.is_err());
+    configs.send(https_config("none", &new)).unwrap();
+    assert_eq!(trusting(&new).get(&url).send().await.unwrap().status(), 200);
+    assert!(trusting(&old).get(&url).send().await.is_err());
 }
 
 mod fuzz {

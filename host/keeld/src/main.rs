@@ -7,6 +7,7 @@ mod check;
 mod ha;
 mod metrics;
 mod mpp;
+mod peer_client;
 mod run;
 mod signals;
 
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
         match cli.command {
             None => run::run(cli.config.as_deref()).await,
             Some(Command::ValidateConfig { config }) => {
-                run::validate(config.or(cli.config).as_deref())
+                run::validate(config.or(cli.config).as_deref()).await
             }
             Some(Command::Plugin {
                 command: PluginCommand::Check { file, config },

@@ -41,7 +41,7 @@ pub(crate) struct Mpp {
     /// The coordinator's group.
     pub(crate) coordinator: u32,
     member: String,
-    http: reqwest::Client,
+    http: crate::peer_client::PeerClient,
     /// Reads the coordinator's group (worker) or a worker's group (coordinator, for events).
     dcs: Dcs,
     /// The coordinator's leader has synced the metadata since it became primary: events are
@@ -53,7 +53,7 @@ impl Mpp {
     pub(crate) async fn new(
         plugin: MppPlugin,
         member: String,
-        http: reqwest::Client,
+        http: crate::peer_client::PeerClient,
         dcs: Dcs,
     ) -> anyhow::Result<Self> {
         let group = plugin.group().await?;
@@ -218,6 +218,7 @@ impl Mpp {
         };
         let sent = self
             .http
+            .get()
             .post(&url)
             .timeout(timeout)
             .json(&body)

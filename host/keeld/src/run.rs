@@ -23,11 +23,46 @@ pub(crate) fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// `keeld validate-config`.
-pub(crate) fn validate(config: Option<&Path>) -> anyhow::Result<()> {
+/// `keeld validate-config`: everything `keeld` checks before it touches the DCS or
+/// PostgreSQL — the file, the plugin directory and which plugin each section selects (and
+/// the MPP plugin's own validation), the REST API's TLS files and allowlist, the
+/// certificates for calls to other members, and the PostgreSQL programs.
+pub(crate) async fn validate(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = load_settings(config)?;
+    let dir = plugins_dir(&settings)?;
+    let (timeouts, warnings) = settings
+        .bootstrap
+        .dcs_config
+        .validated_timeouts(TtlFloor::keel());
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: settings.plugins.cache_dir(),
+    })?;
+    let catalog = PluginCatalog::load_dir(&runtime, &dir).await?;
+    for rejected in catalog.rejected() {
+        tracing::warn!("{}", rejected.error);
+    }
+    let selected = select(&settings, &catalog, timeouts.retry_timeout)?;
+    if let Some(choice) = &selected.mpp {
+        let mpp = choice.plugin.mpp(choice.grants.clone(), choice.limits)?;
+        mpp.validate_config(&choice.config_json(&settings)).await?;
+    }
+    api_options(&settings)?;
+    keel_api::tls_server_config(&settings.restapi)?;
+    crate::peer_client::PeerClient::new(&settings)?;
+    keel_postgres::Binaries::new(crate::ha::pgconf::bin_dir(&settings)?)
+        .await
+        .context("postgresql.bin_dir")?;
     tracing::info!(member = %settings.name, scope = %settings.scope, "configuration is valid");
     Ok(())
+}
+
+fn plugins_dir(settings: &Settings) -> anyhow::Result<std::path::PathBuf> {
+    settings.plugins.dir.clone().context(
+        "plugins.dir: not set; point it at the directory that holds the plugin components (*.wasm)",
+    )
 }
 
 fn describe(choice: &Choice, role: &str) {
@@ -64,9 +99,7 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
 /// Load everything, start the REST API and build the loop.
 async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     let settings = load_settings(config)?;
-    let dir = settings.plugins.dir.clone().context(
-        "plugins.dir: not set; point it at the directory that holds the plugin components (*.wasm)",
-    )?;
+    let dir = plugins_dir(&settings)?;
     let (timeouts, warnings) = settings
         .bootstrap
         .dcs_config
@@ -172,7 +205,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         .await
         .context("postgresql.bin_dir")?;
     let pg = Arc::new(keel_postgres::Postgres::new(pg_settings, bin));
-    let http = peer_client(&settings)?;
+    let http = crate::peer_client::PeerClient::new(&settings)?;
     let mpp = match mpp_plugin {
         Some(plugin) => {
             let mpp =
@@ -191,6 +224,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         failsafe_mode: dynamic.failsafe_mode,
         paused: dynamic.pause,
         role: "replica".to_owned(),
+        tags: settings.tags.published(),
         ..crate::ha::Shared::default()
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -201,43 +235,16 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         pg: Arc::clone(&pg),
         name: settings.name.clone(),
         scope: settings.scope.clone(),
-        tags: settings.tags.published(),
         wake: Arc::clone(&wake),
         commands,
         http: http.clone(),
         plugin_metrics: Box::new(move || crate::metrics::render(&series, &scope, &member)),
         mpp: mpp.clone(),
     };
-    let access = keel_api::AccessPolicy::from_settings(&settings.restapi)?;
-    let options = keel_api::ApiOptions {
-        scope: settings.scope.clone(),
-        name: settings.name.clone(),
-        access,
-        extra_headers: response_headers(&settings.restapi),
-        server: Some(server_header(settings.restapi.server_tokens.as_deref())),
-    };
-    let router = keel_api::router(Arc::new(api), api_dcs, options);
-    let listen = &settings.restapi.listen;
-    let host = if listen.host.is_empty() || listen.host == "*" {
-        "0.0.0.0"
-    } else {
-        listen.host.as_str()
-    };
-    let listener = tokio::net::TcpListener::bind((host, listen.port))
-        .await
-        .with_context(|| format!("restapi.listen: cannot listen on {host}:{}", listen.port))?;
-    let tls = keel_api::tls_server_config(&settings.restapi)?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("REST API on {scheme}://{host}:{}", listen.port);
-    tokio::spawn(async move {
-        let served = match tls {
-            Some(config) => keel_api::serve_tls(listener, router, config).await,
-            None => keel_api::serve(listener, router).await,
-        };
-        if let Err(e) = served {
-            tracing::error!("REST API stopped: {e}");
-        }
-    });
+    let (router, reloader) =
+        keel_api::router_with_reloader(Arc::new(api), api_dcs, api_options(&settings)?);
+    let rest = keel_api::ApiServer::start(router, reloader, &settings.restapi).await?;
+    println!("REST API on {}://{}", rest.scheme(), rest.local_addr());
     let lease = crate::ha::lease::LeaseGuard::start(Arc::clone(&pg));
     let daemon = crate::ha::Daemon {
         config_path: config.map(Path::to_owned),
@@ -262,8 +269,21 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         mpp,
         announce_promotion: false,
         lease,
+        rest,
+        slot_state: crate::ha::slots::SlotState::default(),
     };
     Ok(daemon)
+}
+
+/// The REST API's access rules and headers from `restapi` (at start and on SIGHUP).
+pub(crate) fn api_options(settings: &Settings) -> anyhow::Result<keel_api::ApiOptions> {
+    Ok(keel_api::ApiOptions {
+        scope: settings.scope.clone(),
+        name: settings.name.clone(),
+        access: keel_api::AccessPolicy::from_settings(&settings.restapi)?,
+        extra_headers: response_headers(&settings.restapi),
+        server: Some(server_header(settings.restapi.server_tokens.as_deref())),
+    })
 }
 
 /// `http_extra_headers`, plus `https_extra_headers` when the API serves HTTPS (Patroni's rule).
@@ -296,56 +316,6 @@ fn server_header(tokens: Option<&str>) -> String {
             format!("Keel/{version} Patroni/{}", crate::ha::WIRE_VERSION)
         }
     }
-}
-
-/// The client for other members' REST APIs (status, failsafe): trusts
-/// `ctl.cacert` or `restapi.cafile`, presents `ctl.certfile`/`keyfile` (or the
-/// REST API's own certificate), skips verification with `ctl.insecure`.
-fn peer_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .use_rustls_tls();
-    let ctl = &settings.ctl;
-    let rest = &settings.restapi;
-    if let Some((key, ca)) = ctl
-        .cacert
-        .as_ref()
-        .map(|p| ("ctl.cacert", p))
-        .or(rest.cafile.as_ref().map(|p| ("restapi.cafile", p)))
-    {
-        let pem = std::fs::read(ca).with_context(|| format!("{key}: {}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("{key}: {}: not a PEM certificate bundle", ca.display()))?
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    let identity = match (&ctl.certfile, &ctl.keyfile) {
-        (Some(cert), key) => Some(("ctl.certfile", cert, key.as_ref().unwrap_or(cert))),
-        (None, _) => rest.certfile.as_ref().map(|cert| {
-            (
-                "restapi.certfile",
-                cert,
-                rest.keyfile.as_ref().unwrap_or(cert),
-            )
-        }),
-    };
-    if let Some((key, cert, private)) = identity
-        && (ctl.certfile.is_some() || rest.cafile.is_some())
-    {
-        let mut pem = std::fs::read(cert).with_context(|| format!("{key}: {}", cert.display()))?;
-        pem.extend(
-            std::fs::read(private).with_context(|| format!("{key}: {}", private.display()))?,
-        );
-        builder =
-            builder.identity(reqwest::Identity::from_pem(&pem).with_context(|| {
-                format!("{key}: {} is not a certificate and key", cert.display())
-            })?);
-    }
-    if ctl.insecure {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    builder.build().context("HTTP client for other members")
 }
 
 /// The dynamic configuration at start-up: the DCS `config` if present, else

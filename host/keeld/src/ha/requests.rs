@@ -52,7 +52,7 @@ impl ScheduledRestart {
 impl Daemon {
     pub(super) async fn handle(&mut self, command: Command) {
         match command {
-            Command::Reload => self.reload_config(),
+            Command::Reload => self.reload_config().await,
             Command::Restart { request, reply } => {
                 if let Some(refusal) = self.refuse_restart(&request).await {
                     let _ = reply.send(refusal);
@@ -86,7 +86,7 @@ impl Daemon {
         {
             reason = Some("postgres version mismatch");
         }
-        if request.restart_pending && !state.as_ref().is_some_and(|s| s.pending_restart) {
+        if request.restart_pending && lock(&self.shared).pending_restart.is_empty() {
             reason = Some("pending restart flag is not set");
         }
         reason.map(|why| {
@@ -150,11 +150,7 @@ impl Daemon {
                 .find(|m| {
                     m.name != self.settings.name
                         && m.data.is_running()
-                        && m.data
-                            .tags
-                            .get("clonefrom")
-                            .and_then(serde_json::Value::as_bool)
-                            == Some(true)
+                        && keel_ha::tags_of(m).clonefrom()
                 })
                 .map_or(leader, |m| m.name.clone())
         };

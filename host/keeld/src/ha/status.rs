@@ -23,10 +23,9 @@ pub(crate) struct ApiNode {
     pub(crate) pg: Arc<Postgres>,
     pub(crate) name: String,
     pub(crate) scope: String,
-    pub(crate) tags: Map<String, Value>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: crate::peer_client::PeerClient,
     /// Per-plugin figures for `/metrics`.
     pub(crate) plugin_metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// The MPP handler, for workers' events (`POST /citus`).
@@ -36,10 +35,13 @@ pub(crate) struct ApiNode {
 impl ApiNode {
     async fn report(&self) -> StatusReport {
         let state = if self.pg.is_running() {
-            tokio::time::timeout(std::time::Duration::from_secs(2), self.pg.state())
-                .await
-                .ok()
-                .and_then(Result::ok)
+            tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                self.pg.state_on(keel_postgres::Lane::Api),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
         } else {
             None
         };
@@ -61,8 +63,8 @@ impl ApiNode {
             is_leader: shared.is_leader,
             paused: shared.paused,
             maximum_lag_on_failover: shared.maximum_lag_on_failover,
-            tags: self.tags.clone(),
-            noloadbalance: self.tags.get("noloadbalance").and_then(Value::as_bool) == Some(true),
+            tags: shared.tags.clone(),
+            noloadbalance: shared.tags.get("noloadbalance").and_then(Value::as_bool) == Some(true),
             ..HealthFacts::default()
         };
         let view = shared
@@ -145,8 +147,9 @@ impl ApiNode {
                         .collect();
                     body.insert("replication".into(), Value::Array(rows));
                 }
-                if st.pending_restart {
+                if let Some(reason) = super::pending_restart_reason(&shared.pending_restart) {
                     body.insert("pending_restart".into(), json!(true));
+                    body.insert("pending_restart_reason".into(), Value::Object(reason));
                 }
             }
             None => {
@@ -169,8 +172,8 @@ impl ApiNode {
                 Value::Object(s.request.to_json()),
             );
         }
-        if !self.tags.is_empty() {
-            body.insert("tags".into(), Value::Object(self.tags.clone()));
+        if !shared.tags.is_empty() {
+            body.insert("tags".into(), Value::Object(shared.tags.clone()));
         }
         body.insert(
             "patroni".into(),
@@ -196,7 +199,9 @@ impl Node for ApiNode {
             return FailsafeReply::RunningAsLeader;
         }
         shared.failsafe_leader = Some((request.name, Utc::now()));
-        FailsafeReply::Accepted { lsn: None }
+        FailsafeReply::Accepted {
+            lsn: shared.wal_position,
+        }
     }
 
     fn cached_cluster(&self) -> Option<Cluster> {
@@ -229,7 +234,7 @@ impl Node for ApiNode {
                     })
                 })
                 .collect();
-            super::peers::fetch_statuses(&self.http, &requests).await
+            super::peers::fetch_statuses(&self.http.get(), &requests).await
         })
     }
 
