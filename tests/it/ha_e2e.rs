@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, http_post_with_head};
 
 const BOOT: Duration = Duration::from_secs(120);
 const FAILOVER: Duration = Duration::from_secs(60);
@@ -218,6 +218,97 @@ fn with_failsafe_the_primary_keeps_serving_while_etcd_is_down() {
     assert_eq!(status["role"], "primary", "{}", c.logs());
     assert_eq!(status["failsafe_mode_is_active"], true, "{status}");
     c.sql(leader, "INSERT INTO t VALUES (1)").unwrap();
+    // Patroni's /failsafe answers: a replica accepts and returns its WAL position in the
+    // `lsn` header; the primary refuses.
+    let replica = 1 - leader;
+    let body = format!(
+        r#"{{"name":"{}","api_url":"http://127.0.0.1:1/patroni"}}"#,
+        name(&c, leader)
+    );
+    let (code, head, text) =
+        http_post_with_head(c.members[replica].api_port, "/failsafe", &body).unwrap();
+    assert_eq!((code, text.as_str()), (200, "Accepted"), "{head}");
+    let lsn: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("lsn: "))
+        .unwrap_or_else(|| panic!("no lsn header in {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(lsn > 0, "{head}");
+    let (code, _, text) =
+        http_post_with_head(c.members[leader].api_port, "/failsafe", &body).unwrap();
+    assert_eq!((code, text.as_str()), (500, "Running as a leader"));
     c.etcd.restart();
     c.wait_healthy(1, BOOT);
+}
+
+/// The slot names on member `i`, sorted.
+fn slot_names(c: &Cluster, i: usize) -> Vec<String> {
+    c.sql(i, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+        .unwrap_or_default()
+}
+
+#[test]
+fn permanent_retained_and_ignored_slots_follow_patronis_rules() {
+    keel_testkit::unprivileged_test!();
+    let Some(c) = Cluster::start(
+        2,
+        "slots: {archiver: {type: physical}}, ignore_slots: [{name: external}]",
+    ) else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    let replica = 1 - leader;
+    let (leader_slot, replica_slot) = (name(&c, leader), name(&c, replica));
+    // Every node keeps the permanent slot and one per other member (member_slots_ttl).
+    c.wait_for("the slots on both members", FAILOVER, |c| {
+        (slot_names(c, leader) == ["archiver", replica_slot.as_str()]
+            && slot_names(c, replica) == ["archiver", leader_slot.as_str()])
+        .then_some(())
+    });
+    // A slot nobody asked for is dropped; one `ignore_slots` names is left alone.
+    c.sql(
+        leader,
+        "SELECT pg_create_physical_replication_slot('external'); \
+         SELECT pg_create_physical_replication_slot('stray')",
+    )
+    .unwrap();
+    c.wait_for("the stray slot to be dropped", FAILOVER, |c| {
+        let names = slot_names(c, leader);
+        (!names.contains(&"stray".to_owned())).then_some(names)
+    });
+    assert!(slot_names(&c, leader).contains(&"external".to_owned()));
+    // The leader publishes positions and the member slots it retains (its own included,
+    // as Patroni does).
+    let mut members = [leader_slot.clone(), replica_slot.clone()];
+    members.sort();
+    let status = c.wait_for("the leader's status to list both members", FAILOVER, |c| {
+        let status: serde_json::Value = serde_json::from_str(&c.etcd_get("status")?).ok()?;
+        (status["retain_slots"] == serde_json::json!(members)).then_some(status)
+    });
+    assert!(status["slots"][&leader_slot].as_u64() > Some(0), "{status}");
+    assert!(status["slots"][&replica_slot].is_u64(), "{status}");
+    assert!(status["slots"]["archiver"].is_u64(), "{status}");
+    // The replica moves its slot for the leader forward as the leader writes.
+    let restart_lsn = |c: &Cluster| {
+        c.sql(
+            replica,
+            &format!(
+                "SELECT restart_lsn - '0/0' FROM pg_replication_slots \
+                 WHERE slot_name = '{leader_slot}'"
+            ),
+        )
+        .ok()
+        .and_then(|rows| rows.first()?.parse::<u64>().ok())
+    };
+    let before = restart_lsn(&c).unwrap_or(0);
+    c.sql(
+        leader,
+        "CREATE TABLE s AS SELECT generate_series(1, 10000) AS x",
+    )
+    .unwrap();
+    c.wait_for("the replica to advance its slot", FAILOVER, |c| {
+        (restart_lsn(c)? > before).then_some(())
+    });
 }

@@ -54,6 +54,7 @@ mod sync;
 mod testing;
 
 pub use decide::decide;
+pub use members::tags_of;
 pub use observation::{
     Answers, DataDir, DcsUnreachable, Divergence, FailsafeAnswer, FailsafeLeader, LockAnswer, Me,
     Memory, Observation, PeerStatus, PgRole, Postgres, PreviousMember, Process, ReplicationRow,

@@ -7,7 +7,7 @@ use keel_model::Member;
 
 /// A member's tags, read leniently: a peer with unparsable tags is treated as
 /// untagged (Patroni reads peers' tags the same forgiving way).
-pub(crate) fn tags_of(member: &Member) -> Tags {
+pub fn tags_of(member: &Member) -> Tags {
     let map: BTreeMap<_, _> = member
         .data
         .tags

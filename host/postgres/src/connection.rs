@@ -15,6 +15,10 @@ pub struct Credentials {
     pub username: String,
     /// Its password; `None` for trust/peer authentication.
     pub password: Option<String>,
+    /// libpq connection keywords from `authentication.<user>` (`sslmode`, `sslcert`,
+    /// `sslkey`, `sslrootcert`, `gssencmode`, `channel_binding`, ...), used in the conninfo
+    /// strings Keel writes (`primary_conninfo`, pg_basebackup, pg_rewind).
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl Credentials {
@@ -23,6 +27,7 @@ impl Credentials {
         Self {
             username: username.into(),
             password: None,
+            options: Default::default(),
         }
     }
 
@@ -31,9 +36,35 @@ impl Credentials {
         Self {
             username: username.into(),
             password: Some(password.into()),
+            options: Default::default(),
         }
     }
+
+    /// These credentials with libpq `options` (see [`Credentials::options`]).
+    pub fn with_options(mut self, options: std::collections::BTreeMap<String, String>) -> Self {
+        self.options = options;
+        self
+    }
 }
+
+/// The libpq keywords Patroni writes after `port` and around `application_name`, in its
+/// order; `prefer` is the default of the three it always writes.
+const SSL_KEYWORDS: [&str; 8] = [
+    "sslmode",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+];
+const LATE_KEYWORDS: [&str; 4] = [
+    "krbsrvname",
+    "gssencmode",
+    "channel_binding",
+    "sslnegotiation",
+];
 
 /// A remote server to connect to: the leader to stream or clone from, or to rewind against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +105,32 @@ impl Upstream {
         }
         pairs.push(("host", self.host.clone()));
         pairs.push(("port", self.port.to_string()));
-        pairs.push(("sslmode", "prefer".to_owned()));
+        let option = |key: &str| creds.options.get(key).cloned();
+        pairs.push((
+            "sslmode",
+            option("sslmode").unwrap_or_else(|| "prefer".to_owned()),
+        ));
+        for &key in &SSL_KEYWORDS[1..] {
+            if let Some(value) = option(key) {
+                pairs.push((key, value));
+            }
+        }
         if let Some(app) = application_name {
             pairs.push(("application_name", app.to_owned()));
         }
-        pairs.push(("gssencmode", "prefer".to_owned()));
-        if major >= 13 {
-            pairs.push(("channel_binding", "prefer".to_owned()));
+        for key in LATE_KEYWORDS {
+            let default = matches!(key, "gssencmode" | "channel_binding").then_some("prefer");
+            // The walreceiver's libpq of an older server does not know these keywords.
+            let supported = match key {
+                "channel_binding" => major >= 13,
+                "sslnegotiation" => major >= 17,
+                _ => true,
+            };
+            if let Some(value) = option(key).or(default.map(str::to_owned))
+                && supported
+            {
+                pairs.push((key, value));
+            }
         }
         pairs
             .iter()
@@ -186,6 +236,31 @@ mod tests {
         let no_pw = up.conninfo(&Credentials::new("r"), Some(Path::new("/p")), None, 12);
         assert!(!no_pw.contains("passfile"));
         assert!(!no_pw.contains("channel_binding"));
+    }
+
+    #[test]
+    fn configured_ssl_keywords_replace_the_defaults_in_patronis_order() {
+        let up = Upstream::new("10.0.0.1", 5432);
+        let options = [
+            ("sslmode", "verify-full"),
+            ("sslrootcert", "/etc/ssl/ca.pem"),
+            ("sslcert", "/etc/ssl/r.pem"),
+            ("channel_binding", "require"),
+            ("sslnegotiation", "direct"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let creds = Credentials::new("r").with_options(options);
+        assert_eq!(
+            up.conninfo(&creds, None, Some("n2"), 15),
+            "dbname=postgres user=r host=10.0.0.1 port=5432 sslmode=verify-full \
+             sslcert=/etc/ssl/r.pem sslrootcert=/etc/ssl/ca.pem application_name=n2 \
+             gssencmode=prefer channel_binding=require"
+        );
+        assert!(
+            up.conninfo(&creds, None, None, 17)
+                .ends_with("sslnegotiation=direct")
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl Daemon {
                 );
             }
             Question::Peers(requests) => {
-                obs.answers.peers = Some(peers::fetch_statuses(&self.http, requests).await);
+                obs.answers.peers = Some(peers::fetch_statuses(&self.http.get(), requests).await);
             }
             Question::Failsafe(requests) => {
                 let body = serde_json::json!({
@@ -68,7 +68,7 @@ impl Daemon {
                     "api_url": self.api_url(),
                 });
                 obs.answers.failsafe =
-                    Some(peers::failsafe_round(&self.http, requests, &body).await);
+                    Some(peers::failsafe_round(&self.http.get(), requests, &body).await);
             }
         }
         obs.memory.has_lock = self.memory.has_lock;
@@ -91,21 +91,18 @@ impl Daemon {
         if obs.postgres.role != PgRole::Primary || !obs.postgres.is_running() {
             return;
         }
-        let retain: Vec<String> = obs
-            .cluster
-            .as_ref()
-            .map(|c| {
-                c.members
-                    .iter()
-                    .filter(|m| m.name != self.settings.name)
-                    .map(|m| keel_postgres::slots::slot_name_from_member_name(&m.name))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let status = Status {
-            optime: obs.postgres.wal_position,
-            slots: None,
-            retain_slots: retain,
+        let slots = &self.slot_state;
+        let status = match (&slots.retained, &obs.cluster) {
+            // Before this primary's first slot sync: carry the previous leader's lists over.
+            (None, Ok(cluster)) => Status {
+                optime: obs.postgres.wal_position,
+                ..cluster.status.clone()
+            },
+            _ => Status {
+                optime: obs.postgres.wal_position,
+                slots: (!slots.positions.is_empty()).then(|| slots.positions.clone()),
+                retain_slots: slots.retain.clone(),
+            },
         };
         if let Err(e) = self.dcs.write_status(&status).await {
             tracing::warn!("could not publish the leader status: {e}");
@@ -605,8 +602,10 @@ impl Daemon {
             }
         }
         if let Some(st) = &state {
-            data.pending_restart = st.pending_restart;
-            lock(&self.shared).postmaster_start_time = Some(st.postmaster_start_time.clone());
+            let mut shared = lock(&self.shared);
+            data.pending_restart_reason = super::pending_restart_reason(&shared.pending_restart);
+            data.pending_restart = data.pending_restart_reason.is_some();
+            shared.postmaster_start_time = Some(st.postmaster_start_time.clone());
         }
         data.scheduled_restart = lock(&self.shared)
             .scheduled_restart
@@ -615,52 +614,95 @@ impl Daemon {
         data
     }
 
-    /// Physical slots for the other members on the primary (Patroni's `use_slots`).
-    pub(super) async fn sync_slots(&self, obs: &Observation) {
+    /// Makes this node's replication slots what Patroni 4.1 would keep (see `slots`): member
+    /// and permanent slots created, unknown ones dropped unless `ignore_slots`, pause or the
+    /// MPP handler keep them; a replica advances the slots nobody streams from to the
+    /// leader's published positions; a primary prepares what its next `/status` says.
+    pub(super) async fn sync_slots(&mut self, obs: &Observation) {
         let Ok(cluster) = &obs.cluster else {
             return;
         };
-        if !self.pg.settings().use_slots || !obs.postgres.is_primary() {
+        if !self.pg.settings().use_slots {
             return;
         }
-        let wanted: Vec<keel_postgres::SlotSpec> = cluster
-            .members
-            .iter()
-            .filter(|m| m.name != self.settings.name)
-            .filter(|m| !super::peers::nostream(m))
-            .map(|m| {
-                keel_postgres::SlotSpec::physical(keel_postgres::slots::slot_name_from_member_name(
-                    &m.name,
-                ))
-            })
-            .collect();
-        let permanent: Vec<String> = self.dynamic.slots.keys().cloned().collect();
+        let primary = obs.postgres.is_primary();
+        let existing = match self.pg.slots().await {
+            Ok(slots) => slots,
+            Err(e) => {
+                tracing::warn!("replication slots: {e}");
+                return;
+            }
+        };
+        let node = super::slots::Node {
+            name: &self.settings.name,
+            primary,
+            nofailover: self.settings.tags.nofailover(),
+        };
+        let wanted = super::slots::wanted_slots(&node, cluster, &self.dynamic);
+        let specs: Vec<keel_postgres::SlotSpec> = wanted.iter().map(|w| w.spec.clone()).collect();
         // The MPP handler's own slots (Citus shard moves) are never ours to drop; ask only
         // about the slots the sync would otherwise drop.
         let handler_keeps = match &self.mpp {
-            Some(mpp) => match self.pg.slots().await {
-                Ok(slots) => {
-                    let droppable: Vec<_> = slots
-                        .into_iter()
-                        .filter(|s| !s.temporary && !permanent.contains(&s.name))
-                        .filter(|s| !wanted.iter().any(|w| w.name == s.name))
-                        .collect();
-                    mpp.ignored_slots(&droppable).await
-                }
-                Err(e) => {
-                    tracing::warn!("replication slots: {e}");
-                    return;
-                }
-            },
+            Some(mpp) => {
+                let droppable: Vec<_> = existing
+                    .iter()
+                    .filter(|s| !s.temporary && !specs.iter().any(|w| w.name == s.name))
+                    .cloned()
+                    .collect();
+                mpp.ignored_slots(&droppable).await
+            }
             None => Default::default(),
         };
+        let dynamic = &self.dynamic;
         let ignore = |slot: &keel_postgres::ReplicationSlot| {
-            self.dynamic.pause
-                || permanent.contains(&slot.name)
+            dynamic.pause
                 || handler_keeps.contains(&slot.name)
+                || super::slots::is_ignored(slot, &dynamic.ignore_slots)
+                // A replica keeps the permanent logical slots it has (Keel does not copy them).
+                || (!primary
+                    && matches!(slot.kind, keel_postgres::SlotKind::Logical { .. })
+                    && dynamic.slots.contains_key(&slot.name))
         };
-        if let Err(e) = self.pg.sync_slots(&wanted, &ignore).await {
-            tracing::warn!("replication slots: {e}");
+        match self.pg.sync_slots(&specs, &ignore).await {
+            Ok(report) => {
+                for name in &report.created {
+                    tracing::info!("created replication slot {name}");
+                }
+                for name in &report.dropped {
+                    tracing::info!("dropped replication slot {name}");
+                }
+            }
+            Err(e) => tracing::warn!("replication slots: {e}"),
+        }
+        if primary {
+            let now = std::time::Instant::now();
+            let state = &mut self.slot_state;
+            let retained = state.retained.get_or_insert_with(|| {
+                let mut r = super::slots::RetainedSlots::default();
+                r.adopt(&cluster.status.retain_slots, now);
+                r
+            });
+            state.retain = retained.update(&self.settings.name, cluster, dynamic, &existing, now);
+            state.positions = super::slots::published_positions(
+                &self.settings.name,
+                dynamic,
+                &existing,
+                obs.postgres.wal_position,
+            );
+        } else {
+            self.slot_state = super::slots::SlotState::default();
+            let published = cluster.status.slots.clone().unwrap_or_default();
+            let targets = super::slots::advance_targets(
+                &wanted,
+                &existing,
+                &published,
+                obs.postgres.wal_position,
+            );
+            for (name, lsn) in targets {
+                if let Err(e) = self.pg.advance_slot(&name, keel_postgres::Lsn(lsn)).await {
+                    tracing::debug!("could not advance replication slot {name}: {e}");
+                }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ mod observe;
 mod peers;
 pub(crate) mod pgconf;
 pub(crate) mod requests;
+pub(crate) mod slots;
 mod status;
 
 pub(crate) use observe::upstream_of;
@@ -89,6 +90,31 @@ pub(crate) struct Shared {
     pub(crate) timeline: Option<u32>,
     /// Running as primary on the members' failsafe acceptance (DCS unreachable).
     pub(crate) failsafe_active: bool,
+    /// The parameters waiting for a restart, read once per cycle (a health check must not
+    /// scan `pg_settings`).
+    pub(crate) pending_restart: Vec<keel_postgres::PendingChange>,
+    /// The WAL position the last cycle read (a replica's received/replayed LSN), which
+    /// `POST /failsafe` returns in its `lsn` header.
+    pub(crate) wal_position: Option<u64>,
+    /// The member's tags as published (`/patroni`, health checks); reloaded on SIGHUP.
+    pub(crate) tags: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Patroni's `pending_restart_reason`: `{name: {old_value, new_value}}`; `None` when empty.
+pub(crate) fn pending_restart_reason(
+    pending: &[keel_postgres::PendingChange],
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    (!pending.is_empty()).then(|| {
+        pending
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    serde_json::json!({"old_value": p.old_value, "new_value": p.new_value}),
+                )
+            })
+            .collect()
+    })
 }
 
 /// Everything the loop owns.
@@ -109,7 +135,7 @@ pub(crate) struct Daemon {
     pub(crate) wake: Arc<Notify>,
     /// Operator requests from the REST API.
     pub(crate) commands: tokio::sync::mpsc::UnboundedReceiver<requests::Command>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: crate::peer_client::PeerClient,
     /// The member replicas stream from, as last configured.
     pub(crate) upstream: Option<String>,
     /// `synchronous_standby_names` as last set.
@@ -129,6 +155,10 @@ pub(crate) struct Daemon {
     pub(crate) announce_promotion: bool,
     /// Stops PostgreSQL if the leader lease could end before the loop renews it.
     pub(crate) lease: lease::LeaseGuard,
+    /// The REST API's socket, reconfigured on SIGHUP.
+    pub(crate) rest: keel_api::ApiServer,
+    /// Slot retention and the positions the next `/status` publishes.
+    pub(crate) slot_state: slots::SlotState,
 }
 
 pub(crate) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -198,7 +228,7 @@ impl Daemon {
                 Some(command) = self.commands.recv() => self.handle(command).await,
                 request = signals.next() => match request {
                     Request::Stop => break,
-                    Request::Reload => self.reload_config(),
+                    Request::Reload => self.reload_config().await,
                 },
             }
         }
@@ -217,16 +247,36 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: re-read the local configuration.
-    pub(super) fn reload_config(&mut self) {
-        match crate::run::load_settings(self.config_path.as_deref()) {
-            Ok(settings) => {
-                self.settings = settings;
-                self.apply_parameters_later();
-                tracing::info!("configuration reloaded");
+    /// SIGHUP: re-read the local configuration. A section that cannot be applied keeps
+    /// its running state (an unusable REST API setting keeps the API as it was).
+    pub(super) async fn reload_config(&mut self) {
+        let settings = match crate::run::load_settings(self.config_path.as_deref()) {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration: {e:#}");
+                return;
             }
-            Err(e) => tracing::error!("reload refused, keeping the running configuration: {e:#}"),
+        };
+        let rest = match crate::run::api_options(&settings) {
+            Ok(options) => self
+                .rest
+                .reload(options, &settings.restapi)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = rest {
+            tracing::error!("REST API settings not reloaded, keeping the running ones: {e:#}");
         }
+        if let Err(e) = self.http.reload(&settings) {
+            tracing::error!(
+                "client for other members not reloaded, keeping the running one: {e:#}"
+            );
+        }
+        lock(&self.shared).tags = settings.tags.published();
+        self.settings = settings;
+        self.apply_parameters_later();
+        tracing::info!("configuration reloaded");
     }
 
     /// Forget the applied dynamic config version so the next cycle re-applies parameters.

@@ -4,21 +4,11 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use keel_dcs::Member;
 use keel_ha::{FailsafeAnswer, PeerRequest, PeerStatus};
 use serde_json::Value;
 
 /// Patroni's bound on one peer request.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The member is tagged `nostream`.
-pub(super) fn nostream(member: &Member) -> bool {
-    member
-        .data
-        .tags
-        .get("nostream")
-        .is_some_and(|v| v.as_bool() == Some(true))
-}
 
 fn as_u64(v: Option<&Value>) -> u64 {
     v.and_then(Value::as_u64).unwrap_or(0)

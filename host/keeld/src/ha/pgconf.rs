@@ -13,6 +13,7 @@ fn credentials(auth: &ConnectionAuth) -> Credentials {
         Some(pw) => Credentials::with_password(auth.username.clone(), pw.clone()),
         None => Credentials::new(auth.username.clone()),
     }
+    .with_options(auth.options.clone())
 }
 
 fn value_text(v: &Value) -> String {

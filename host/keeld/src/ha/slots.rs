@@ -1,0 +1,518 @@
+//! Which replication slots this node keeps, as Patroni 4.1 decides it (`Cluster.
+//! get_replication_slots`, `_get_members_slots`, `_merge_permanent_slots` and the
+//! `retain_slots` policy), and where a replica advances the slots it keeps.
+//!
+//! With `member_slots_ttl` > 0 (the default) every node keeps a physical slot for every
+//! other streaming member, so a new primary already holds slots at about the right position
+//! after a failover; replicas advance theirs to the positions the leader publishes in
+//! `/status`. Permanent slots come from the dynamic `slots`; `ignore_slots` marks slots that
+//! are someone else's to manage. Pure functions: the daemon supplies what it read.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use keel_config::{DynamicConfig, IgnoreSlot, PermanentSlot};
+use keel_dcs::Cluster;
+use keel_postgres::slots::slot_name_from_member_name;
+use keel_postgres::{ReplicationSlot, SlotKind, SlotSpec};
+
+/// A slot this node should have, and whether a walsender is expected to use it here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Wanted {
+    pub(super) spec: SlotSpec,
+    /// Active on this node (a member streaming from it); inactive slots on a replica are
+    /// advanced from the leader's published positions.
+    pub(super) expected_active: bool,
+}
+
+/// Who is asking.
+pub(super) struct Node<'a> {
+    pub(super) name: &'a str,
+    pub(super) primary: bool,
+    pub(super) nofailover: bool,
+}
+
+/// The slots `node` should have in `cluster` under `config` (`use_slots` is checked by the
+/// caller). Logical permanent slots are wanted on the primary only: a replica keeps a copy
+/// it already has, but Keel does not copy them onto replicas (see docs/config-reference.md).
+pub(super) fn wanted_slots(
+    node: &Node<'_>,
+    cluster: &Cluster,
+    config: &DynamicConfig,
+) -> Vec<Wanted> {
+    let own_slot = slot_name_from_member_name(node.name);
+    let replicatefrom =
+        |m: &keel_dcs::Member| keel_ha::tags_of(m).replicatefrom().map(str::to_owned);
+    let streams_from_leader = |m: &keel_dcs::Member| match replicatefrom(m) {
+        None => true,
+        Some(from) => from == node.name || cluster.member(&from).is_none(),
+    };
+    let streams_from_me = |m: &keel_dcs::Member| {
+        replicatefrom(m).as_deref() == Some(node.name) && cluster.leader_name() != Some(&m.name)
+    };
+    let expected_active = |m: &keel_dcs::Member| {
+        if node.primary {
+            streams_from_leader(m)
+        } else {
+            streams_from_me(m)
+        }
+    };
+    let mut out: Vec<Wanted> = Vec::new();
+    let add = |out: &mut Vec<Wanted>, spec: SlotSpec, expected_active: bool| {
+        if spec.name != own_slot && out.iter().all(|w| w.spec.name != spec.name) {
+            out.push(Wanted {
+                spec,
+                expected_active,
+            });
+        }
+    };
+    let retention = config.member_slots_ttl > 0;
+    for m in cluster
+        .members
+        .iter()
+        .filter(|m| m.name != node.name && !keel_ha::tags_of(m).nostream())
+    {
+        let keep = if retention {
+            !node.nofailover || streams_from_me(m)
+        } else {
+            expected_active(m)
+        };
+        if keep {
+            let slot = SlotSpec::physical(slot_name_from_member_name(&m.name));
+            add(&mut out, slot, expected_active(m));
+        }
+    }
+    if node.nofailover {
+        return out;
+    }
+    for name in &cluster.status.retain_slots {
+        add(&mut out, SlotSpec::physical(name.clone()), false);
+    }
+    let members_with_upstream: Vec<String> = cluster
+        .members
+        .iter()
+        .filter(|m| replicatefrom(m).is_some())
+        .map(|m| slot_name_from_member_name(&m.name))
+        .collect();
+    for (name, slot) in &config.slots {
+        if !keel_postgres::slots::is_valid_slot_name(name) {
+            tracing::error!("slots.{name}: not a valid slot name ([a-z0-9_], at most 63); skipped");
+            continue;
+        }
+        match slot {
+            PermanentSlot::Physical { cluster_type } if applies(cluster_type.as_deref()) => {
+                let active = node.primary && !members_with_upstream.contains(name);
+                add(&mut out, SlotSpec::physical(name.clone()), active);
+            }
+            PermanentSlot::Logical {
+                database,
+                plugin,
+                cluster_type,
+            } if node.primary && applies(cluster_type.as_deref()) => {
+                if out.iter().any(|w| &w.spec.name == name) {
+                    tracing::error!(
+                        "permanent logical slot {name} conflicts with a member's physical slot; skipped"
+                    );
+                    continue;
+                }
+                add(
+                    &mut out,
+                    SlotSpec::logical(name.clone(), database.clone(), plugin.clone()),
+                    true,
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `cluster_type` restricts a permanent slot to a primary or a standby cluster; Keel runs
+/// primary clusters.
+fn applies(cluster_type: Option<&str>) -> bool {
+    cluster_type.is_none_or(|t| t == "primary")
+}
+
+/// True when an `ignore_slots` entry matches `slot`: every attribute the entry names
+/// (`name`, `type`, `database`, `plugin`) equals the slot's.
+pub(super) fn is_ignored(slot: &ReplicationSlot, matchers: &[IgnoreSlot]) -> bool {
+    let (kind, database, plugin) = match &slot.kind {
+        SlotKind::Physical => ("physical", None, None),
+        SlotKind::Logical { database, plugin } => {
+            ("logical", Some(database.as_str()), Some(plugin.as_str()))
+        }
+    };
+    matchers.iter().any(|m| {
+        m.fields.iter().all(|(field, value)| match field.as_str() {
+            "name" => *value == slot.name,
+            "type" => value == kind,
+            "database" => database == Some(value.as_str()),
+            "plugin" => plugin == Some(value.as_str()),
+            _ => true,
+        })
+    })
+}
+
+/// Where a replica moves its inactive physical slots: the leader's published position,
+/// never past what this replica replayed (PostgreSQL refuses that), and only forward.
+pub(super) fn advance_targets(
+    wanted: &[Wanted],
+    existing: &[ReplicationSlot],
+    published: &BTreeMap<String, u64>,
+    replayed: u64,
+) -> Vec<(String, u64)> {
+    wanted
+        .iter()
+        .filter(|w| !w.expected_active && w.spec.kind == SlotKind::Physical)
+        .filter_map(|w| {
+            let slot = existing
+                .iter()
+                .find(|s| s.name == w.spec.name && !s.active)?;
+            let target = (*published.get(&w.spec.name)?).min(replayed);
+            (target > slot.restart_lsn.map_or(0, |l| l.0)).then(|| (w.spec.name.clone(), target))
+        })
+        .collect()
+}
+
+/// What the slot sync of a primary leaves for the next `/status` write.
+#[derive(Debug, Default)]
+pub(crate) struct SlotState {
+    /// The retention clock; `None` until this node syncs slots as a primary.
+    pub(super) retained: Option<RetainedSlots>,
+    /// `/status` `slots`.
+    pub(super) positions: BTreeMap<String, u64>,
+    /// `/status` `retain_slots`.
+    pub(super) retain: Vec<String>,
+}
+
+/// The leader's `retain_slots`: member slots seen on this primary, kept for
+/// `member_slots_ttl` after their member last appeared (Patroni's `_build_retain_slots`).
+#[derive(Debug, Default)]
+pub(crate) struct RetainedSlots {
+    seen: BTreeMap<String, Instant>,
+}
+
+impl RetainedSlots {
+    /// Starts from the list the previous leader published (as seen now).
+    pub(super) fn adopt(&mut self, published: &[String], now: Instant) {
+        for name in published {
+            self.seen.entry(name.clone()).or_insert(now);
+        }
+    }
+
+    /// Records the member slots that exist on this primary and returns the list to publish.
+    pub(super) fn update(
+        &mut self,
+        me: &str,
+        cluster: &Cluster,
+        config: &DynamicConfig,
+        existing: &[ReplicationSlot],
+        now: Instant,
+    ) -> Vec<String> {
+        let mut members: Vec<String> = cluster
+            .members
+            .iter()
+            .filter(|m| !keel_ha::tags_of(m).nostream())
+            .map(|m| slot_name_from_member_name(&m.name))
+            .collect();
+        if cluster.member(me).is_none() {
+            members.push(slot_name_from_member_name(me));
+        }
+        // The slots this primary holds, and its own name (Patroni counts it among the slots
+        // it publishes, so a future replica of this node keeps a slot for it).
+        let own = slot_name_from_member_name(me);
+        let present = existing
+            .iter()
+            .map(|s| &s.name)
+            .chain(std::iter::once(&own));
+        for name in present {
+            if members.contains(name) && !config.slots.contains_key(name) {
+                self.seen.insert(name.clone(), now);
+            }
+        }
+        let ttl = Duration::from_secs(config.member_slots_ttl.into());
+        self.seen.retain(|name, at| {
+            let keep = now.duration_since(*at) < ttl;
+            if !keep {
+                tracing::info!(
+                    "replication slot {name} of an absent member expired after {}s",
+                    ttl.as_secs()
+                );
+            }
+            keep
+        });
+        self.seen.keys().cloned().collect()
+    }
+}
+
+/// The positions the leader publishes in `/status` `slots`: every slot with retention on,
+/// only permanent ones without; its own slot name carries its WAL position, for replicas
+/// that keep a permanent or retained slot under that name.
+pub(super) fn published_positions(
+    me: &str,
+    config: &DynamicConfig,
+    existing: &[ReplicationSlot],
+    wal_position: u64,
+) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = existing
+        .iter()
+        .filter(|s| !s.temporary)
+        .filter(|s| config.member_slots_ttl > 0 || config.slots.contains_key(&s.name))
+        .filter_map(|s| {
+            let lsn = match s.kind {
+                SlotKind::Physical => s.restart_lsn,
+                SlotKind::Logical { .. } => s.confirmed_flush_lsn,
+            }?;
+            Some((s.name.clone(), lsn.0))
+        })
+        .collect();
+    let own = slot_name_from_member_name(me);
+    if config.member_slots_ttl > 0 || config.slots.contains_key(&own) {
+        out.insert(own, wal_position);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_dcs::Entry;
+    use keel_postgres::Lsn;
+    use serde_json::json;
+
+    fn member(name: &str, tags: &serde_json::Value) -> Entry {
+        Entry {
+            key: format!("members/{name}"),
+            value: json!({"conn_url": format!("postgres://{name}:5432/postgres"),
+                          "api_url": format!("http://{name}:8008/patroni"),
+                          "state": "running", "role": "replica", "tags": tags})
+            .to_string(),
+            version: "1".into(),
+            session: None,
+        }
+    }
+
+    fn cluster(entries: Vec<Entry>) -> Cluster {
+        let mut all = vec![Entry {
+            key: "leader".into(),
+            value: "a".into(),
+            version: "1".into(),
+            session: None,
+        }];
+        all.extend(entries);
+        Cluster::from_entries(&all)
+    }
+
+    fn config(json: &serde_json::Value) -> DynamicConfig {
+        DynamicConfig::from_json_lenient(&json.to_string()).0
+    }
+
+    fn names(wanted: &[Wanted]) -> Vec<(&str, bool)> {
+        wanted
+            .iter()
+            .map(|w| (w.spec.name.as_str(), w.expected_active))
+            .collect()
+    }
+
+    fn slot(name: &str, kind: SlotKind, active: bool, lsn: u64) -> ReplicationSlot {
+        ReplicationSlot {
+            name: name.into(),
+            kind,
+            temporary: false,
+            active,
+            restart_lsn: Some(Lsn(lsn)),
+            confirmed_flush_lsn: None,
+        }
+    }
+
+    const PRIMARY: Node<'static> = Node {
+        name: "a",
+        primary: true,
+        nofailover: false,
+    };
+
+    #[test]
+    fn with_retention_every_node_keeps_a_slot_per_streaming_member() {
+        let c = cluster(vec![
+            member("a", &json!({})),
+            member("b", &json!({})),
+            member("c-1", &json!({"replicatefrom": "b"})),
+            member("d", &json!({"nostream": true})),
+        ]);
+        let defaults = config(&json!({}));
+        assert_eq!(
+            names(&wanted_slots(&PRIMARY, &c, &defaults)),
+            [("b", true), ("c_1", false)]
+        );
+        let replica = Node {
+            name: "b",
+            primary: false,
+            nofailover: false,
+        };
+        assert_eq!(
+            names(&wanted_slots(&replica, &c, &defaults)),
+            [("a", false), ("c_1", true)]
+        );
+        // Without retention a replica keeps only its cascading members' slots.
+        let no_retention = config(&json!({"member_slots_ttl": 0}));
+        assert_eq!(
+            names(&wanted_slots(&replica, &c, &no_retention)),
+            [("c_1", true)]
+        );
+        // A nofailover node keeps only what streams from it.
+        let nofailover = Node {
+            nofailover: true,
+            ..replica
+        };
+        assert_eq!(
+            names(&wanted_slots(&nofailover, &c, &defaults)),
+            [("c_1", true)]
+        );
+    }
+
+    #[test]
+    fn permanent_slots_join_member_slots_and_retained_ones() {
+        let mut c = cluster(vec![member("a", &json!({})), member("b", &json!({}))]);
+        c.status.retain_slots = vec!["gone".into(), "a".into()];
+        let conf = config(&json!({"slots": {
+            "archiver": {"type": "physical"},
+            "a": {"type": "physical"},
+            "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "b": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "standby_only": {"type": "physical", "cluster_type": "standby"},
+        }}));
+        let wanted = wanted_slots(&PRIMARY, &c, &conf);
+        // Never a slot named after the node itself; the logical slot named like member b
+        // conflicts with b's physical slot and is skipped.
+        assert_eq!(
+            names(&wanted),
+            [
+                ("b", true),
+                ("gone", false),
+                ("archiver", true),
+                ("cdc", true)
+            ]
+        );
+        let replica = Node {
+            name: "b",
+            primary: false,
+            nofailover: false,
+        };
+        assert_eq!(
+            names(&wanted_slots(&replica, &c, &conf)),
+            [("a", false), ("gone", false), ("archiver", false)]
+        );
+    }
+
+    #[test]
+    fn ignore_slots_match_on_every_attribute_they_name() {
+        let conf = config(&json!({"ignore_slots": [
+            {"name": "keep_me"},
+            {"type": "logical", "plugin": "wal2json"},
+        ]}));
+        let logical = |name: &str, plugin: &str| {
+            slot(
+                name,
+                SlotKind::Logical {
+                    database: "app".into(),
+                    plugin: plugin.into(),
+                },
+                false,
+                1,
+            )
+        };
+        assert!(is_ignored(
+            &slot("keep_me", SlotKind::Physical, false, 1),
+            &conf.ignore_slots
+        ));
+        assert!(is_ignored(&logical("any", "wal2json"), &conf.ignore_slots));
+        assert!(!is_ignored(&logical("any", "pgoutput"), &conf.ignore_slots));
+        assert!(!is_ignored(
+            &slot("other", SlotKind::Physical, false, 1),
+            &conf.ignore_slots
+        ));
+    }
+
+    #[test]
+    fn replicas_advance_inactive_physical_slots_forward_up_to_their_replay() {
+        let wanted = vec![
+            Wanted {
+                spec: SlotSpec::physical("a"),
+                expected_active: false,
+            },
+            Wanted {
+                spec: SlotSpec::physical("c"),
+                expected_active: true,
+            },
+            Wanted {
+                spec: SlotSpec::physical("late"),
+                expected_active: false,
+            },
+        ];
+        let existing = [
+            slot("a", SlotKind::Physical, false, 100),
+            slot("c", SlotKind::Physical, true, 100),
+            slot("late", SlotKind::Physical, false, 900),
+        ];
+        let published =
+            BTreeMap::from([("a".into(), 700), ("c".into(), 700), ("late".into(), 800)]);
+        assert_eq!(
+            advance_targets(&wanted, &existing, &published, 500),
+            [("a".to_owned(), 500)]
+        );
+    }
+
+    #[test]
+    fn retained_slots_expire_after_member_slots_ttl() {
+        let c = cluster(vec![member("a", &json!({})), member("b", &json!({}))]);
+        let conf = config(&json!({"member_slots_ttl": 60}));
+        let t0 = Instant::now();
+        let mut retained = RetainedSlots::default();
+        retained.adopt(&["old".into()], t0);
+        let existing = [slot("b", SlotKind::Physical, true, 1)];
+        assert_eq!(
+            retained.update("a", &c, &conf, &existing, t0),
+            ["a", "b", "old"]
+        );
+        // b's member key is gone and its slot with it; its name lasts 60 s.
+        let gone = cluster(vec![member("a", &json!({}))]);
+        let later = t0 + Duration::from_secs(59);
+        assert_eq!(
+            retained.update("a", &gone, &conf, &[], later),
+            ["a", "b", "old"]
+        );
+        let expired = t0 + Duration::from_secs(61);
+        assert_eq!(retained.update("a", &gone, &conf, &[], expired), ["a"]);
+    }
+
+    #[test]
+    fn the_leader_publishes_slot_positions_and_its_own() {
+        let existing = [
+            slot("b", SlotKind::Physical, true, 300),
+            ReplicationSlot {
+                confirmed_flush_lsn: Some(Lsn(250)),
+                ..slot(
+                    "cdc",
+                    SlotKind::Logical {
+                        database: "app".into(),
+                        plugin: "pgoutput".into(),
+                    },
+                    false,
+                    200,
+                )
+            },
+        ];
+        let all = published_positions("a", &config(&json!({})), &existing, 400);
+        assert_eq!(
+            all,
+            BTreeMap::from([("a".into(), 400), ("b".into(), 300), ("cdc".into(), 250)])
+        );
+        let permanent_only = config(
+            &json!({"member_slots_ttl": 0, "slots": {"cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}}),
+        );
+        assert_eq!(
+            published_positions("a", &permanent_only, &existing, 400),
+            BTreeMap::from([("cdc".into(), 250)])
+        );
+    }
+}
