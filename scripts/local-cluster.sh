@@ -23,6 +23,7 @@ esac
 bash scripts/setup.sh
 
 . scripts/lib/cluster.sh
+. scripts/lib/citus.sh
 if $citus; then
     state="$here/.keel-local-citus" scope=keel-citus members="1 2 3 4 5 6"
 else
@@ -39,18 +40,7 @@ cargo build --manifest-path plugins/Cargo.toml "${plugins[@]}" --release --targe
 cp plugins/target/wasm32-wasip2/release/etcd.wasm "$state/plugins/"
 if $citus; then
     cp plugins/target/wasm32-wasip2/release/citus.wasm "$state/plugins/"
-    mkdir -p "$state/citus"
-    major="$(/usr/lib/postgresql/15/bin/postgres --version | sed -E 's/.* ([0-9]+)\..*/\1/')"
-    cc -shared -fPIC -DPG_MAJOR="$major" -o "$state/citus/citus.so" tests/fixtures/citus_stub.c
-    cp tests/fixtures/citus_emulation.sql "$state/citus/"
-    cat >"$state/citus/post_bootstrap.sh" <<SH
-#!/bin/sh
-# Runs once on each group's first primary: the citus database with the emulation loaded.
-set -e
-/usr/lib/postgresql/15/bin/psql "\$1" -X -q -v ON_ERROR_STOP=1 -c 'CREATE DATABASE citus'
-/usr/lib/postgresql/15/bin/psql "\$(echo "\$1" | sed 's/dbname=postgres/dbname=citus/')" -X -q -v ON_ERROR_STOP=1 -f '$state/citus/citus_emulation.sql'
-SH
-    chmod 755 "$state/citus/post_bootstrap.sh"
+    citus_prepare "$state/citus"
 fi
 [ "$(id -u)" -ne 0 ] || chown -R "$KEEL_USER" "$state"
 
@@ -73,10 +63,7 @@ for n in $members; do
     member_yaml "pg$n" $((8008 + n - 1)) $((5441 + n - 1)) "$state/data/pg$n" >"$state/pg$n.yml"
     if $citus; then
         # Groups of two: pg1+pg2 coordinate (group 0), pg3+pg4 and pg5+pg6 are workers.
-        sed -i -e "s|^bootstrap:\$|bootstrap:\n  post_bootstrap: $state/citus/post_bootstrap.sh|" \
-            -e "s|  parameters: {unix_socket_directories: \(.*\)}|  parameters: {unix_socket_directories: \1, dynamic_library_path: '$state/citus:\$libdir'}|" \
-            "$state/pg$n.yml"
-        printf 'citus:\n  group: %s\n  database: citus\n' $(((n - 1) / 2)) >>"$state/pg$n.yml"
+        citus_member "$state/pg$n.yml" $(((n - 1) / 2)) "$state/citus"
     fi
     spawn "$state/logs/pg$n.log" env KEEL_LOG="${KEEL_LOG:-info}" NO_COLOR=1 "$here/target/debug/keeld" "$state/pg$n.yml"
 done

@@ -94,7 +94,7 @@ impl Daemon {
         let slots = &self.slot_state;
         let status = match (&slots.retained, &obs.cluster) {
             // Before this primary's first slot sync: carry the previous leader's lists over.
-            (None, Ok(cluster)) => Status {
+            (None, Ok(cluster)) if self.pg.settings().use_slots => Status {
                 optime: obs.postgres.wal_position,
                 ..cluster.status.clone()
             },
