@@ -358,7 +358,16 @@ impl Daemon {
         F: FnOnce(Arc<Postgres>) -> Fut,
         Fut: Future<Output = anyhow::Result<TaskOutcome>> + Send + 'static,
     {
-        let handle = tokio::spawn(work(Arc::clone(&self.pg)));
+        let work = work(Arc::clone(&self.pg));
+        let wake = Arc::clone(&self.wake);
+        // The loop reaps the outcome at once (as Patroni's async executor wakes its HA loop),
+        // not a loop_wait later: a promoted worker's after_promote, the member key of a new
+        // primary and a rejoined replica's role would otherwise wait for it.
+        let handle = tokio::spawn(async move {
+            let outcome = work.await;
+            wake.notify_one();
+            outcome
+        });
         self.task = Some(Task { kind, handle });
     }
 
