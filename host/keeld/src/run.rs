@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_config::{Env, Settings, TtlFloor};
+use keel_config::{Env, Settings, Timeouts, TtlFloor};
 use keel_dcs::{Dcs, DcsBackend};
 use keel_runtime::{PluginCatalog, Runtime, RuntimeOptions};
 
 use crate::metrics::PluginSeries;
-use keel_select::{Choice, select};
+use keel_select::{Choice, Selected, select};
 
 pub(crate) fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let settings = Settings::load_or_env(config, &Env::from_process()).context("configuration")?;
@@ -29,22 +29,7 @@ pub(crate) fn load_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
 /// certificates for calls to other members, and the PostgreSQL programs.
 pub(crate) async fn validate(config: Option<&Path>) -> anyhow::Result<()> {
     let settings = load_settings(config)?;
-    let dir = plugins_dir(&settings)?;
-    let (timeouts, warnings) = settings
-        .bootstrap
-        .dcs_config
-        .validated_timeouts(TtlFloor::keel());
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: settings.plugins.cache_dir(),
-    })?;
-    let catalog = PluginCatalog::load_dir(&runtime, &dir).await?;
-    for rejected in catalog.rejected() {
-        tracing::warn!("{}", rejected.error);
-    }
-    let selected = select(&settings, &catalog, timeouts.retry_timeout)?;
+    let (_, selected) = load_plugins(&settings).await?;
     if let Some(choice) = &selected.mpp {
         let mpp = choice.plugin.mpp(choice.grants.clone(), choice.limits)?;
         mpp.validate_config(&choice.config_json(&settings)).await?;
@@ -59,10 +44,28 @@ pub(crate) async fn validate(config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plugins_dir(settings: &Settings) -> anyhow::Result<std::path::PathBuf> {
-    settings.plugins.dir.clone().context(
+/// The timings in force and the plugins the sections select, from the plugin directory
+/// (compiled or from the cache); warnings logged.
+async fn load_plugins(settings: &Settings) -> anyhow::Result<(Timeouts, Selected)> {
+    let dir = settings.plugins.dir.clone().context(
         "plugins.dir: not set; point it at the directory that holds the plugin components (*.wasm)",
-    )
+    )?;
+    let (timeouts, warnings) = settings
+        .bootstrap
+        .dcs_config
+        .validated_timeouts(TtlFloor::keel());
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: settings.plugins.cache_dir(),
+    })?;
+    let catalog = PluginCatalog::load_dir(&runtime, &dir).await?;
+    for rejected in catalog.rejected() {
+        tracing::warn!("{}", rejected.error);
+    }
+    let selected = select(settings, &catalog, timeouts.retry_timeout)?;
+    Ok((timeouts, selected))
 }
 
 fn describe(choice: &Choice, role: &str) {
@@ -99,23 +102,7 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
 /// Load everything, start the REST API and build the loop.
 async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     let settings = load_settings(config)?;
-    let dir = plugins_dir(&settings)?;
-    let (timeouts, warnings) = settings
-        .bootstrap
-        .dcs_config
-        .validated_timeouts(TtlFloor::keel());
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
-
-    let runtime = Runtime::new(RuntimeOptions {
-        cache_dir: settings.plugins.cache_dir(),
-    })?;
-    let catalog = PluginCatalog::load_dir(&runtime, &dir).await?;
-    for rejected in catalog.rejected() {
-        tracing::warn!("{}", rejected.error);
-    }
-    let selected = select(&settings, &catalog, timeouts.retry_timeout)?;
+    let (timeouts, selected) = load_plugins(&settings).await?;
     println!(
         "keeld {}: member `{}` of cluster `{}`",
         env!("CARGO_PKG_VERSION"),
