@@ -162,6 +162,12 @@ async fn fixture(node: FakeNode, access: AccessPolicy) -> Fixture {
     }
 }
 
+/// `POST /reload` as `admin` with `password` (no header without one).
+async fn reload_as(app: &Router, password: Option<&str>) -> (StatusCode, String) {
+    let auth = password.map(|p| basic_header("admin", p));
+    call_with(app, "POST", "/reload", None, auth.as_deref()).await
+}
+
 async fn call(app: &Router, method: &str, path: &str, body: Option<&str>) -> (StatusCode, String) {
     call_with(app, method, path, body, None).await
 }
@@ -497,19 +503,15 @@ async fn basic_auth_guards_only_the_mutating_endpoints() {
     );
     assert_eq!(call(&f.app, "GET", "/config", None).await.0, StatusCode::OK);
     assert_eq!(
-        call(&f.app, "POST", "/reload", None).await,
+        reload_as(&f.app, None).await,
         (StatusCode::UNAUTHORIZED, "no auth header received".into())
     );
-    let wrong = basic_header("admin", "guess");
     assert_eq!(
-        call_with(&f.app, "POST", "/reload", None, Some(&wrong)).await,
+        reload_as(&f.app, Some("guess")).await,
         (StatusCode::UNAUTHORIZED, "not authenticated".into())
     );
-    let right = basic_header("admin", "s3cret");
     assert_eq!(
-        call_with(&f.app, "POST", "/reload", None, Some(&right))
-            .await
-            .0,
+        reload_as(&f.app, Some("s3cret")).await.0,
         StatusCode::ACCEPTED
     );
     // The member-to-member endpoint is not behind basic auth.
@@ -534,14 +536,11 @@ async fn a_reload_swaps_credentials_and_headers_for_later_requests() {
         .insert("X-Keel".into(), "reloaded".into());
     f.reloader.reload(options);
     assert_eq!(
-        call(&f.app, "POST", "/reload", None).await,
+        reload_as(&f.app, None).await,
         (StatusCode::UNAUTHORIZED, "no auth header received".into())
     );
-    let right = basic_header("admin", "s3cret");
     assert_eq!(
-        call_with(&f.app, "POST", "/reload", None, Some(&right))
-            .await
-            .0,
+        reload_as(&f.app, Some("s3cret")).await.0,
         StatusCode::ACCEPTED
     );
     let resp = f

@@ -187,14 +187,24 @@ impl Postgres {
         wanted: &[SlotSpec],
         ignore: &dyn Fn(&ReplicationSlot) -> bool,
     ) -> Result<SlotSyncReport> {
+        let existing = self.slots().await?;
+        self.sync_slots_from(&existing, wanted, ignore).await
+    }
+
+    /// [`Postgres::sync_slots`] against `existing`, the slots the caller just read.
+    pub async fn sync_slots_from(
+        &self,
+        existing: &[ReplicationSlot],
+        wanted: &[SlotSpec],
+        ignore: &dyn Fn(&ReplicationSlot) -> bool,
+    ) -> Result<SlotSyncReport> {
         if let Some(bad) = wanted.iter().find(|w| !is_valid_slot_name(&w.name)) {
             return Err(Error::InvalidParameter {
                 name: "slots".to_owned(),
                 value: bad.name.clone(),
             });
         }
-        let existing = self.slots().await?;
-        let (drop, create, kept) = plan_slots(wanted, &existing, ignore);
+        let (drop, create, kept) = plan_slots(wanted, existing, ignore);
         let mut report = SlotSyncReport {
             kept,
             ..SlotSyncReport::default()

@@ -672,7 +672,7 @@ impl Daemon {
                     && matches!(slot.kind, keel_postgres::SlotKind::Logical { .. })
                     && dynamic.slots.contains_key(&slot.name))
         };
-        match self.pg.sync_slots(&specs, &ignore).await {
+        match self.pg.sync_slots_from(&existing, &specs, &ignore).await {
             Ok(report) => {
                 for name in &report.created {
                     tracing::info!("created replication slot {name}");
