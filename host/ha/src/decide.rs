@@ -630,7 +630,10 @@ impl<'a> Cycle<'a> {
                         plan.actions.insert(0, Action::Checkpoint);
                     }
                     plan.actions.splice(0..0, before);
-                    plan.wake_at = wake_at;
+                    plan.wake_at = match (plan.wake_at, wake_at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                     if let Some(note) = note {
                         plan.message = format!("{}; {note}", plan.message);
                     }
@@ -711,7 +714,7 @@ impl<'a> Cycle<'a> {
     pub(crate) fn enforce_primary_role(&self, message: &str) -> Plan {
         let obs = self.obs;
         if self.acts_as_primary() {
-            let mut plan = Plan::new(message).then(sync::maintain(self));
+            let mut plan = sync::maintain(self, Plan::new(message));
             plan = plan.with(Action::UpdateHistory);
             if obs.config.failsafe_mode {
                 plan = plan.with(Action::WriteFailsafe);

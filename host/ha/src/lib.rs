@@ -47,7 +47,9 @@ pub mod manual;
 mod members;
 mod observation;
 mod plan;
+pub mod quorum;
 mod race;
+pub mod standby_names;
 mod switchover;
 mod sync;
 #[cfg(test)]

@@ -166,6 +166,9 @@ pub struct Plan {
     /// This node runs as primary only because every member accepted it while the DCS is
     /// unreachable (Patroni's `failsafe_mode_is_active`).
     pub failsafe_active: bool,
+    /// Something the operator should know that does not change the decision
+    /// (logged as warnings).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -176,6 +179,7 @@ impl Plan {
             publish: true,
             wake_at: None,
             failsafe_active: false,
+            warnings: Vec::new(),
         }
     }
 

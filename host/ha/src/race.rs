@@ -104,7 +104,11 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
         if f.leader.is_some() && c.sync_active() && !obs.config.quorum_mode() && !in_sync {
             return Ok((false, plan));
         }
-        return Ok((manual_failover_no_leader(c, f)? == Verdict::Yes, plan));
+        match manual_failover_no_leader(c, f)? {
+            Verdict::Yes => return Ok((true, plan)),
+            Verdict::No => return Ok((false, plan)),
+            Verdict::Continue(actions) => plan = plan.then(actions),
+        }
     }
     if c.sync_active() && !obs.config.quorum_mode() && !in_sync {
         return Ok((false, plan));
@@ -129,6 +133,21 @@ fn manual_failover_no_leader(c: &Cycle<'_>, f: &Failover) -> Result<Verdict, Que
             // demotion, no watchdog): take over only once it has stepped down.
             if c.paused() && !former_primary_stepped_down(c, f)? {
                 return Ok(Verdict::No);
+            }
+            // A switchover whose leader went away before carrying it out: with
+            // quorum commit the candidate may lack commits other voters
+            // confirmed, so it needs the votes a failover needs, or the request
+            // is void. (Patroni takes over unconditionally here; keel-sim found
+            // the lost commit.) A failover the operator forced is obeyed.
+            if f.leader.is_some()
+                && c.sync_active()
+                && c.obs.config.quorum_mode()
+                && !c.paused()
+                && !healthiest_among(c, None, false)?
+            {
+                return Ok(Verdict::Continue(vec![Action::ClearFailover {
+                    version: f.version.clone(),
+                }]));
             }
             return Ok(Verdict::Yes);
         }

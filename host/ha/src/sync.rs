@@ -5,53 +5,35 @@
 //! waiting for it. Only `/sync` members may race for the lock, so a commit
 //! acknowledged by a synchronous standby is never lost by a failover.
 //!
-//! `synchronous_mode: quorum` is run with the same priority rules for now (a
-//! stricter setting: every listed standby must confirm); the quorum resolver is
-//! still to come.
+//! `synchronous_mode: quorum` keeps `ANY n (…)` and the `/sync` quorum in step
+//! through [`crate::quorum`].
 
 use std::collections::BTreeSet;
 
+use chrono::Duration;
 use keel_config::DynamicConfig;
 use keel_model::SyncState;
 
 use crate::decide::Cycle;
 use crate::members::{is_running, tags_of};
 use crate::observation::ConfigExt;
-use crate::plan::Action;
+use crate::plan::{Action, Plan};
+use crate::quorum::{self, NameSet, QuorumInput, QuorumStep};
+use crate::standby_names::{self, StandbyNames, render_priority, render_quorum};
 
-/// `synchronous_standby_names` when no standby is picked.
+/// `synchronous_standby_names` when no standby is picked: empty, or any one
+/// standby in strict mode.
 pub(crate) fn empty_names(cfg: &DynamicConfig) -> String {
-    if cfg.synchronous_mode_strict {
-        "*".to_owned()
-    } else {
-        String::new()
+    match (cfg.synchronous_mode_strict, cfg.quorum_mode()) {
+        (false, _) => String::new(),
+        (true, false) => "*".to_owned(),
+        (true, true) => render_quorum(1, &NameSet::new()),
     }
 }
 
-/// A name as it goes into `synchronous_standby_names`.
-fn quote(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
-    if plain && name != "first" && name != "any" {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
-/// Patroni's rendering: one name as is, several as `N (a,b)`, sorted.
-pub(crate) fn render_names(names: &BTreeSet<String>) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
-    match quoted.len() {
-        0 => String::new(),
-        1 => quoted[0].clone(),
-        n => format!("{n} ({})", quoted.join(",")),
-    }
+/// Commits wait for at least this many standbys (1 in strict mode).
+fn min_synchronous(cfg: &DynamicConfig) -> usize {
+    usize::from(cfg.synchronous_mode_strict)
 }
 
 /// The standbys to make synchronous, and those already fit to be promoted.
@@ -132,17 +114,27 @@ fn write(c: &Cycle<'_>, standbys: &BTreeSet<String>) -> Action {
 }
 
 /// The primary's per-cycle synchronous replication maintenance.
-pub(crate) fn maintain(c: &Cycle<'_>) -> Vec<Action> {
+pub(crate) fn maintain(c: &Cycle<'_>, plan: Plan) -> Plan {
     let cfg = &c.obs.config;
     let sync = &c.cluster.sync;
     if !cfg.sync_mode() {
         if !sync.is_empty() {
-            return vec![Action::DeleteSync {
+            return plan.with(Action::DeleteSync {
                 version: sync.version.clone(),
-            }];
+            });
         }
-        return Vec::new();
+        return plan;
     }
+    if cfg.quorum_mode() {
+        return maintain_quorum(c, plan);
+    }
+    plan.then(maintain_priority(c))
+}
+
+/// `synchronous_mode: on`.
+fn maintain_priority(c: &Cycle<'_>) -> Vec<Action> {
+    let cfg = &c.obs.config;
+    let sync = &c.cluster.sync;
     if !sync.leader_matches(c.me()) {
         return vec![write(c, &BTreeSet::new())];
     }
@@ -152,7 +144,7 @@ pub(crate) fn maintain(c: &Cycle<'_>) -> Vec<Action> {
     let names = if picked.is_empty() {
         empty_names(cfg)
     } else {
-        render_names(&picked)
+        render_priority(&picked)
     };
     if picked == current {
         if current != allow {
@@ -177,13 +169,57 @@ pub(crate) fn maintain(c: &Cycle<'_>) -> Vec<Action> {
     actions
 }
 
-/// What goes before a promotion in synchronous mode: claim `/sync` for this
-/// node (compare-and-set on the version read, so a concurrent change postpones
-/// the promotion) and start with no synchronous standby (`*` in strict mode).
+/// What goes before a promotion in synchronous mode.
+///
+/// `on`: claim `/sync` for this node (compare-and-set on the version read, so a
+/// concurrent change postpones the promotion) and start with no synchronous
+/// standby (`*` in strict mode).
+///
+/// `quorum`: commits wait for as many of the other voters, the old leader among
+/// them, as the quorum that elected this node guarantees to overlap; and `/sync`
+/// names this node as leader, the old one a voter, before the promotion.
+/// (Patroni leaves that to the first cycle as primary; keel-sim found the
+/// window: a new primary that lost the DCS before that cycle acknowledged
+/// commits while `/sync` still let the old leader win a race without votes.)
 pub(crate) fn before_promote(c: &Cycle<'_>) -> Vec<Action> {
     let cfg = &c.obs.config;
     if !cfg.sync_mode() {
         return Vec::new();
+    }
+    if cfg.quorum_mode() {
+        let sync = &c.cluster.sync;
+        if sync.is_empty() {
+            return vec![Action::SetSynchronousStandbyNames(empty_names(cfg))];
+        }
+        let mut members: NameSet = sync.voters().iter().collect();
+        members.insert(sync.leader.as_deref().unwrap_or_default());
+        let quorum = usize::try_from(sync.quorum).unwrap_or(usize::MAX);
+        let mut num = members.len().saturating_sub(quorum.saturating_add(1));
+        let names: NameSet = if members.contains(c.me()) {
+            members
+                .iter()
+                .filter(|n| !n.eq_ignore_ascii_case(c.me()))
+                .collect()
+        } else {
+            // Elected from outside the voters: one more must confirm.
+            num += 1;
+            members
+        };
+        let mut actions = Vec::new();
+        if !sync.leader_matches(c.me()) {
+            actions.push(Action::WriteSync {
+                state: SyncState::new(
+                    c.me(),
+                    names.iter().map(str::to_owned).collect(),
+                    sync.quorum,
+                ),
+                version: sync.version.clone(),
+            });
+        }
+        actions.push(Action::SetSynchronousStandbyNames(render_quorum(
+            num, &names,
+        )));
+        return actions;
     }
     vec![
         write(c, &BTreeSet::new()),
@@ -191,17 +227,177 @@ pub(crate) fn before_promote(c: &Cycle<'_>) -> Vec<Action> {
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_rendered_as_patroni_does() {
-        let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
-        assert_eq!(render_names(&set(&[])), "");
-        assert_eq!(render_names(&set(&["b"])), "b");
-        assert_eq!(render_names(&set(&["pg-2", "a"])), "2 (a,\"pg-2\")");
-        assert_eq!(render_names(&set(&["first"])), "\"first\"");
-        assert_eq!(render_names(&set(&["Node1"])), "\"Node1\"");
+/// `synchronous_mode: quorum` on the primary: take over `/sync` after a
+/// failover, then move both sides towards "every streaming standby votes".
+fn maintain_quorum(c: &Cycle<'_>, mut plan: Plan) -> Plan {
+    let obs = c.obs;
+    let cfg = &obs.config;
+    let sync = &c.cluster.sync;
+    let me = c.me();
+    let (leader, quorum, voters) = if sync.is_empty() {
+        plan = plan.with(Action::WriteSync {
+            state: SyncState::new(me, Vec::new(), 0),
+            version: sync.version.clone(),
+        });
+        (me.to_owned(), 0, NameSet::new())
+    } else {
+        (
+            sync.leader.clone().unwrap_or_default(),
+            usize::try_from(sync.quorum).unwrap_or(usize::MAX),
+            sync.voters().iter().collect(),
+        )
+    };
+    // Standbys need a moment to reconnect to a new primary; dropping the ones
+    // not back yet would leave the quorum without them (Patroni waits the same).
+    let loop_wait = Duration::seconds(cfg.loop_wait.into());
+    if leader.eq_ignore_ascii_case(me)
+        && obs
+            .memory
+            .promoted_at
+            .is_some_and(|at| obs.now - at < loop_wait)
+    {
+        return plan;
     }
+    let running = match standby_names::parse(&obs.postgres.synchronous_standby_names) {
+        Ok(running) => running,
+        Err(e) => {
+            plan.warnings
+                .push(format!("synchronous_standby_names: {e}; read as empty"));
+            StandbyNames::off()
+        }
+    };
+    let min_sync = min_synchronous(cfg);
+    let wanted = usize::try_from(cfg.synchronous_node_count)
+        .unwrap_or(0)
+        .max(min_sync);
+    let (active, confirmed) = quorum_candidates(c, &running, wanted);
+    let input = QuorumInput {
+        leader,
+        quorum,
+        voters,
+        numsync: running.num,
+        sync: if running.star {
+            NameSet::new()
+        } else {
+            running.names
+        },
+        numsync_confirmed: confirmed,
+        active,
+        sync_wanted: wanted,
+        leader_wanted: me.to_owned(),
+    };
+    let resolution = match quorum::resolve(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            plan.warnings.push(format!(
+                "quorum commit: {e}; synchronous replication left as it is"
+            ));
+            return plan;
+        }
+    };
+    if let Some(e) = resolution.repaired {
+        plan.warnings.push(format!(
+            "quorum commit: {e}; resetting /sync to the running synchronous_standby_names"
+        ));
+    }
+    for step in resolution.steps {
+        match step {
+            QuorumStep::WriteSync {
+                leader,
+                quorum,
+                voters,
+            } => {
+                let voters = voters.iter().map(str::to_owned).collect();
+                let quorum = u32::try_from(quorum).unwrap_or(u32::MAX);
+                plan = plan.with(Action::WriteSync {
+                    state: SyncState::new(leader, voters, quorum),
+                    version: sync.version.clone(),
+                });
+            }
+            QuorumStep::SetStandbys { num, names } => {
+                let num = if num < min_sync {
+                    plan.warnings.push(format!(
+                        "replication factor {} requested, but {num} synchronous standbys \
+                         available; commits will be delayed",
+                        min_sync + 1
+                    ));
+                    min_sync
+                } else {
+                    num
+                };
+                plan = plan.with(Action::SetSynchronousStandbyNames(render_quorum(
+                    num, &names,
+                )));
+            }
+            QuorumStep::RunAgainSoon => {
+                let soon = obs.now + Duration::seconds(1);
+                plan.wake_at = Some(plan.wake_at.map_or(soon, |at| at.min(soon)));
+            }
+        }
+    }
+    plan
+}
+
+/// The standbys eligible to vote (`active`), and how many of the listed ones
+/// have confirmed the position of the last `synchronous_standby_names` change
+/// as quorum standbys.
+fn quorum_candidates(c: &Cycle<'_>, running: &StandbyNames, wanted: usize) -> (NameSet, usize) {
+    let obs = c.obs;
+    let pg = &obs.postgres;
+    struct Row<'r> {
+        name: &'r str,
+        sync_priority: i64,
+        sync_state: &'r str,
+        lsn: u64,
+        nofailover: bool,
+    }
+    let mut rows: Vec<Row<'_>> = pg
+        .replication
+        .iter()
+        .filter(|r| r.streaming && !r.name.eq_ignore_ascii_case(c.me()))
+        .filter_map(|r| {
+            let member = c
+                .cluster
+                .members
+                .iter()
+                .find(|m| m.name.eq_ignore_ascii_case(&r.name))?;
+            let tags = tags_of(member);
+            (is_running(member) && !tags.nosync()).then(|| Row {
+                name: member.name.as_str(),
+                sync_priority: tags.sync_priority(),
+                sync_state: r.sync_state.as_str(),
+                lsn: r.lsn,
+                nofailover: tags.nofailover(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (b.sync_priority, b.sync_state, b.lsn).cmp(&(a.sync_priority, a.sync_state, a.lsn))
+    });
+    // Promotable standbys first: a nofailover one only fills up to the count wanted.
+    rows.sort_by_key(|r| r.nofailover);
+    let reference = if rows.len() > 1 {
+        rows.iter().map(|r| r.lsn).max().unwrap_or(0)
+    } else {
+        pg.wal_position
+    };
+    let max_lag = obs.config.maximum_lag_on_syncnode;
+    let mut active = NameSet::new();
+    let mut confirmed = 0;
+    for row in rows {
+        if max_lag > 0 && reference.saturating_sub(row.lsn) > max_lag.unsigned_abs() {
+            continue;
+        }
+        if row.nofailover && active.len() >= wanted {
+            continue;
+        }
+        let ready = running.names.contains(row.name)
+            && row.sync_state == "quorum"
+            && row.lsn >= obs.memory.ssn_changed_at_lsn;
+        if ready {
+            confirmed += 1;
+        }
+        active.insert(row.name);
+    }
+    (active, confirmed)
 }

@@ -233,6 +233,19 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     let rest = keel_api::ApiServer::start(router, reloader, &settings.restapi).await?;
     println!("REST API on {}://{}", rest.scheme(), rest.local_addr());
     let lease = crate::ha::lease::LeaseGuard::start(Arc::clone(&pg));
+    // A primary left running by the previous daemon keeps waiting for the standbys
+    // it was told to: starting from "" would let commits go unconfirmed while
+    // `/sync` still promises them to the leader race.
+    let ssn = std::fs::read_to_string(pg.data_dir().join("postgresql.conf"))
+        .ok()
+        .and_then(|conf| {
+            keel_postgres::config::written_parameter(&conf, "synchronous_standby_names")
+        })
+        .unwrap_or_default();
+    let memory = keel_ha::Memory {
+        ssn_changed_at_lsn: crate::ha::SSN_POSITION_UNKNOWN,
+        ..keel_ha::Memory::default()
+    };
     let daemon = crate::ha::Daemon {
         config_path: config.map(Path::to_owned),
         settings,
@@ -241,14 +254,14 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         dcs,
         watcher,
         pg,
-        memory: keel_ha::Memory::default(),
+        memory,
         task: None,
         shared,
         wake,
         commands: command_queue,
         http,
         upstream: None,
-        ssn: String::new(),
+        ssn,
         sysid: None,
         replay_timeline: None,
         checkpoint_pending: false,

@@ -178,6 +178,24 @@ pub fn quote_value(value: &str) -> String {
     out
 }
 
+/// The value of `name` in a `postgresql.conf` Keel rendered (`name = 'value'`,
+/// backslash escapes undone); `None` when absent or not in that form.
+pub fn written_parameter(conf: &str, name: &str) -> Option<String> {
+    conf.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if !key.trim().eq_ignore_ascii_case(name) {
+            return None;
+        }
+        let inner = value.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            out.push(if c == '\\' { chars.next()? } else { c });
+        }
+        Some(out)
+    })
+}
+
 /// Renders our `postgresql.conf`: include of the base file, sorted parameters, then recovery.
 pub fn render_postgresql_conf(
     base_conf: &str,
@@ -257,6 +275,24 @@ pub fn normalize_value(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_written_value_is_read_back_as_it_was_set() {
+        let mut params = Parameters::new();
+        params.set("synchronous_standby_names", "ANY 1 (\"pg-1\",pg2)");
+        params.set("archive_command", "cp '%p' /x\\y");
+        let conf = render_postgresql_conf("base.conf", &params, None);
+        assert_eq!(
+            written_parameter(&conf, "synchronous_standby_names").as_deref(),
+            Some("ANY 1 (\"pg-1\",pg2)")
+        );
+        assert_eq!(
+            written_parameter(&conf, "archive_command").as_deref(),
+            Some("cp '%p' /x\\y")
+        );
+        assert_eq!(written_parameter(&conf, "max_connections"), None);
+    }
+
     use super::*;
 
     #[test]

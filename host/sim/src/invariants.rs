@@ -2,8 +2,8 @@
 //!
 //! 1. Never two nodes that accept writes (PostgreSQL running as primary on a
 //!    host that is not frozen) at the same instant on diverged histories.
-//! 2. Strict synchronous mode: every acknowledged commit is in the history of
-//!    the current leader (the leader key holder, once it runs as primary).
+//! 2. Strict synchronous mode and quorum commit: every acknowledged commit is
+//!    in the history of the current leader (the leader key holder, once it runs as primary).
 //! 3. Liveness: within [`Bounds`] of the end of a fault phase there is exactly
 //!    one primary and it holds the leader key; then every other node streams
 //!    from it; and this holds until the next fault phase. Paused, a node whose
@@ -142,7 +142,10 @@ impl Checker {
 impl World {
     pub(crate) fn check(&mut self) -> Result<(), Failure> {
         self.check_writers()?;
-        if self.cfg.mode == Mode::SyncStrict {
+        if matches!(
+            self.cfg.mode,
+            Mode::SyncStrict | Mode::Quorum | Mode::QuorumStrict
+        ) {
             self.check_acknowledged()?;
         }
         self.check_liveness()

@@ -20,8 +20,8 @@
 //! that are due, streams WAL, lets clients write to every node that accepts
 //! writes, and checks the invariants:
 //! 1. never two nodes accepting writes at the same instant on diverged histories;
-//! 2. in strict synchronous mode no acknowledged commit is missing from the
-//!    history of the current leader;
+//! 2. in strict synchronous mode and in quorum commit (strict or not) no
+//!    acknowledged commit is missing from the history of the current leader;
 //! 3. once a fault phase ends, within [`Bounds`] there is one leader key holder
 //!    running as primary and every other node streams from it, and this stays so
 //!    until the next fault phase.
@@ -35,10 +35,11 @@
 //! real renderers and `Cluster::from_entries` for every read; timelines,
 //! history files (and a WAL archive of them), LSNs, streaming that catches up
 //! within a step or two, Patroni's pg_rewind check, `synchronous_standby_names`
-//! as PostgreSQL applies it (`*`, `name`, `N (a,b)`); shutdown checkpoints
+//! as PostgreSQL applies it (`*`, `name`, `N (a,b)`, `ANY n (a,b)`) and quorum
+//! commit with `synchronous_node_count` 1 or 2; shutdown checkpoints
 //! reaching connected replicas; a hardware watchdog; `POST /failsafe`.
 //!
-//! Not modelled: quorum commit and `synchronous_node_count` > 1, tags
+//! Not modelled: `synchronous_node_count` > 1 in `on` mode, tags
 //! (`nofailover`, priorities, `replicatefrom`, `nosync`, `nostream`), standby
 //! clusters, MPP, replication slots, scheduled switchovers and restarts,
 //! `pre_promote` failures, dynamic configuration changes other than `pause`,
@@ -87,6 +88,10 @@ pub enum Mode {
     Sync,
     /// `synchronous_mode: on` and `synchronous_mode_strict: on`.
     SyncStrict,
+    /// `synchronous_mode: quorum` (`ANY n (…)`), `synchronous_node_count` 1 or 2.
+    Quorum,
+    /// `synchronous_mode: quorum` and `synchronous_mode_strict: on`.
+    QuorumStrict,
     /// Asynchronous, `failsafe_mode: on`, with longer DCS outages.
     Failsafe,
     /// Paused (maintenance mode) after bootstrap: no automatic failover;
@@ -96,10 +101,12 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the order the suite runs them.
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Async,
         Mode::Sync,
         Mode::SyncStrict,
+        Mode::Quorum,
+        Mode::QuorumStrict,
         Mode::Failsafe,
         Mode::Pause,
     ];
@@ -110,6 +117,8 @@ impl Mode {
             Mode::Async => "async",
             Mode::Sync => "sync",
             Mode::SyncStrict => "strict",
+            Mode::Quorum => "quorum",
+            Mode::QuorumStrict => "quorum-strict",
             Mode::Failsafe => "failsafe",
             Mode::Pause => "pause",
         }

@@ -2,6 +2,7 @@
 //! WAL, upstream and `synchronous_standby_names`.
 
 use keel_ha::PgRole;
+use keel_ha::standby_names::{self, Method};
 
 use crate::wal::Wal;
 
@@ -101,36 +102,34 @@ pub(crate) enum SyncRule {
     Any(usize),
     /// `N (a,b)` or `a`: the first `n` connected standbys of the list, in its order.
     First(usize, Vec<String>),
+    /// `ANY n (a,b)`: any `n` of the listed ones (`None`: `*`, any connected).
+    Quorum(usize, Option<Vec<String>>),
 }
 
 impl SyncRule {
-    /// Parse the forms keel-ha renders: ``, `*`, `name`, `"Name"`, `N (a,"b")`.
+    /// Parse with keel-ha's parser; keel-ha only renders valid values, so an
+    /// unparsable one reads as empty.
     pub(crate) fn parse(ssn: &str) -> Self {
-        let s = ssn.trim();
-        if s.is_empty() {
+        let Ok(p) = standby_names::parse(ssn) else {
+            return Self::Off;
+        };
+        if p.num == 0 {
             return Self::Off;
         }
-        if s == "*" {
-            return Self::Any(1);
+        let names: Vec<String> = p.names.iter().map(str::to_owned).collect();
+        match (p.method, p.star) {
+            (Method::Quorum, true) => Self::Quorum(p.num, None),
+            (Method::Quorum, false) => Self::Quorum(p.num, Some(names)),
+            (Method::Priority, true) => Self::Any(p.num),
+            (Method::Priority, false) => Self::First(p.num, names),
         }
-        if let Some((n, rest)) = s.split_once(' ')
-            && let Ok(n) = n.parse::<usize>()
-        {
-            let inner = rest.trim().trim_start_matches('(').trim_end_matches(')');
-            let names: Vec<String> = inner.split(',').map(unquote).collect();
-            if names.iter().any(|n| n == "*") {
-                return Self::Any(n);
-            }
-            return Self::First(n, names);
-        }
-        Self::First(1, vec![unquote(s)])
     }
 
     /// Commits wait for this many standbys.
     pub(crate) fn needed(&self) -> usize {
         match self {
             Self::Off => 0,
-            Self::Any(n) | Self::First(n, _) => *n,
+            Self::Any(n) | Self::First(n, _) | Self::Quorum(n, _) => *n,
         }
     }
 
@@ -141,6 +140,17 @@ impl SyncRule {
             Self::Off => vec!["async"; connected.len()],
             Self::Any(n) => (0..connected.len())
                 .map(|i| if i < *n { "sync" } else { "potential" })
+                .collect(),
+            Self::Quorum(_, None) => vec!["quorum"; connected.len()],
+            Self::Quorum(_, Some(list)) => connected
+                .iter()
+                .map(|c| {
+                    if list.iter().any(|l| l.eq_ignore_ascii_case(c)) {
+                        "quorum"
+                    } else {
+                        "async"
+                    }
+                })
                 .collect(),
             Self::First(n, list) => {
                 let mut rank: Vec<(usize, usize)> = connected
@@ -163,14 +173,6 @@ impl SyncRule {
     }
 }
 
-fn unquote(name: &str) -> String {
-    let n = name.trim();
-    match n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(inner) => inner.replace("\"\"", "\""),
-        None => n.to_lowercase(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +191,13 @@ mod tests {
         assert_eq!(two.states(&["N1", "n2", "n3"]), ["sync", "sync", "async"]);
         let first = SyncRule::First(1, vec!["b".into(), "a".into()]);
         assert_eq!(first.states(&["a", "b"]), ["potential", "sync"]);
+        let any = SyncRule::parse("ANY 2 (n1,\"N2\",n3)");
+        assert_eq!(any.needed(), 2);
+        assert_eq!(
+            any.states(&["n1", "N2", "n4"]),
+            ["quorum", "quorum", "async"]
+        );
+        let star = SyncRule::parse("ANY 1 (*)");
+        assert_eq!(star.states(&["n1", "n2"]), ["quorum", "quorum"]);
     }
 }

@@ -62,6 +62,11 @@ impl World {
                 dynamic.synchronous_mode = SynchronousMode::On;
                 dynamic.synchronous_mode_strict = true;
             }
+            Mode::Quorum | Mode::QuorumStrict => {
+                dynamic.synchronous_mode = SynchronousMode::Quorum;
+                dynamic.synchronous_mode_strict = cfg.mode == Mode::QuorumStrict;
+                dynamic.synchronous_node_count = rng.u32(1..=2);
+            }
             Mode::Failsafe => dynamic.failsafe_mode = true,
             Mode::Async | Mode::Pause => {}
         }
@@ -359,7 +364,7 @@ impl World {
             .states(&names)
             .iter()
             .zip(&replicas)
-            .filter(|(state, _)| **state == "sync")
+            .filter(|(state, _)| matches!(**state, "sync" | "quorum"))
             .filter_map(|(_, j)| self.nodes[*j].pg.wal().map(|w| w.end()))
             .collect();
         if flushed.len() < need {

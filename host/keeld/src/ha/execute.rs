@@ -468,9 +468,13 @@ impl Daemon {
         params.set("synchronous_standby_names", names.clone());
         self.apply_parameters(params).await?;
         self.ssn = names;
-        if let Ok(st) = self.pg.state().await {
-            self.memory.ssn_changed_at_lsn = st.wal_lsn.map_or(0, |l| l.0);
-        }
+        // Standbys count as confirmed once they reach the primary's position of
+        // this moment; on a replica (before a promotion) that position is only
+        // known once it runs as primary.
+        self.memory.ssn_changed_at_lsn = match self.pg.state().await {
+            Ok(st) => st.wal_lsn.map_or(super::SSN_POSITION_UNKNOWN, |l| l.0),
+            Err(_) => super::SSN_POSITION_UNKNOWN,
+        };
         Ok(())
     }
 

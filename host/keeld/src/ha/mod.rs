@@ -35,6 +35,11 @@ pub(crate) use status::ApiNode;
 /// so Patroni peers and `patronictl` apply their 4.x rules to Keel members.
 pub(crate) const WIRE_VERSION: &str = "4.1.4";
 
+/// `Memory::ssn_changed_at_lsn` while `synchronous_standby_names` changed when the
+/// primary's position could not be read (as a replica, or at start): no standby
+/// counts as confirmed until the first cycle as primary records the position.
+pub(crate) const SSN_POSITION_UNKNOWN: u64 = u64::MAX;
+
 /// A long action running in the background.
 pub(crate) struct Task {
     pub(crate) kind: RunningAction,
@@ -314,6 +319,9 @@ impl Daemon {
             self.lease.renewed(cycle_started, self.ttl());
         }
         let message = plan.message.clone();
+        for warning in &plan.warnings {
+            tracing::warn!("{warning}");
+        }
         tracing::info!("{message}");
         self.carry_out(&plan, &obs).await;
         if plan.publish

@@ -53,6 +53,13 @@ impl Daemon {
                     });
         }
         obs.postgres = self.observe_postgres(obs.cluster.as_ref().ok()).await;
+        if self.memory.ssn_changed_at_lsn == super::SSN_POSITION_UNKNOWN
+            && obs.postgres.is_running()
+            && obs.postgres.role == PgRole::Primary
+        {
+            self.memory.ssn_changed_at_lsn = obs.postgres.wal_position;
+        }
+        obs.memory.ssn_changed_at_lsn = self.memory.ssn_changed_at_lsn;
         obs
     }
 

@@ -24,7 +24,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: keel-sim [--seeds N] [--first-seed N] [--seed N] [--steps N] \
-                     [--nodes N] [--mode async|sync|strict|failsafe|pause] [--no-watchdog] [--no-archive] [--verbose]";
+                     [--nodes N] [--mode async|sync|strict|quorum|quorum-strict|failsafe|pause] [--no-watchdog] [--no-archive] [--verbose]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
