@@ -164,6 +164,87 @@ fn strict_synchronous_mode_makes_writes_wait_without_a_sync_standby() {
     );
 }
 
+/// `/sync` parsed: (leader, quorum, voters).
+fn sync_key(c: &Cluster) -> Option<(String, u64, Vec<String>)> {
+    let v: serde_json::Value = serde_json::from_str(&c.etcd_get("sync")?).ok()?;
+    let voters = v["sync_standby"]
+        .as_str()
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    Some((
+        v["leader"].as_str()?.to_owned(),
+        v["quorum"].as_u64()?,
+        voters,
+    ))
+}
+
+#[test]
+fn quorum_commit_elects_from_the_voters_and_follows_membership() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start(3, "synchronous_mode: quorum") else {
+        return;
+    };
+    let leader = c.wait_healthy(2, BOOT);
+    let replicas: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut standbys: Vec<String> = replicas.iter().map(|i| name(&c, *i)).collect();
+    standbys.sort();
+    // Both standbys vote, any one of them confirms a commit.
+    let (_, quorum, voters) = c.wait_for("both replicas to become voters", FAILOVER, |c| {
+        sync_key(c).filter(|(l, _, v)| *l == name(c, leader) && *v == standbys)
+    });
+    assert_eq!(quorum, 1);
+    assert_eq!(voters, standbys);
+    assert_eq!(
+        c.sql(leader, "SHOW synchronous_standby_names").unwrap(),
+        [format!("ANY 1 ({})", standbys.join(","))]
+    );
+    for r in &replicas {
+        // Each member answers from its last view of the cluster.
+        c.wait_for(
+            "replicas to see themselves as quorum standbys",
+            FAILOVER,
+            |c| (c.health(*r, "/quorum") == Some(200)).then_some(()),
+        );
+        assert_eq!(c.status(*r).unwrap()["quorum_standby"], true);
+        assert_eq!(
+            c.health(*r, "/sync"),
+            Some(503),
+            "quorum standbys are not sync standbys"
+        );
+    }
+    assert_eq!(c.health(leader, "/quorum"), Some(503));
+    c.sql(leader, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        .unwrap();
+
+    // The leader dies: a voter wins with the other's vote and keeps the row.
+    c.kill_node(leader);
+    let new = c.wait_for("a new leader after kill -9", FAILOVER, |c| {
+        c.leader().filter(|l| *l != leader)
+    });
+    assert!(replicas.contains(&new));
+    assert_eq!(c.sql(new, "SELECT count(*) FROM t").unwrap(), ["1"]);
+    // Once the loop_wait for reconnecting standbys has passed, the dead one leaves
+    // both sides and the survivor confirms commits alone.
+    let survivor = replicas.iter().copied().find(|r| *r != new).unwrap();
+    c.wait_for("/sync to shrink to the surviving standby", FAILOVER, |c| {
+        sync_key(c).filter(|(l, q, v)| *l == name(c, new) && *q == 0 && *v == [name(c, survivor)])
+    });
+    assert_eq!(
+        c.sql(new, "SHOW synchronous_standby_names").unwrap(),
+        [format!("ANY 1 ({})", name(&c, survivor))]
+    );
+    c.sql(new, "INSERT INTO t VALUES (2)").unwrap();
+
+    // The old leader rejoins (rewind) and becomes a voter again.
+    c.start_daemon(leader);
+    let mut all: Vec<String> = [leader, survivor].iter().map(|i| name(&c, *i)).collect();
+    all.sort();
+    c.wait_for("the old leader to vote again", BOOT, |c| {
+        sync_key(c).filter(|(l, q, v)| *l == name(c, new) && *q == 1 && *v == all)
+    });
+    assert_eq!(c.sql(leader, "SELECT count(*) FROM t").unwrap(), ["2"]);
+}
+
 #[test]
 fn without_failsafe_losing_etcd_demotes_the_primary() {
     keel_testkit::unprivileged_test!();

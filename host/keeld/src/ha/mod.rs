@@ -80,6 +80,9 @@ pub(crate) struct Shared {
     pub(crate) ttl: u32,
     /// failsafe_mode is on.
     pub(crate) failsafe_mode: bool,
+    /// `synchronous_mode: quorum` is in force: standbys in `/sync` are quorum
+    /// standbys, not synchronous ones.
+    pub(crate) quorum_mode: bool,
     /// `maximum_lag_on_failover`, the default lag limit of `/readiness`.
     pub(crate) maximum_lag_on_failover: u64,
     /// A primary accepted by POST /failsafe, and when.

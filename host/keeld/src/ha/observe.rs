@@ -74,6 +74,8 @@ impl Daemon {
         shared.paused = self.dynamic.pause;
         shared.ttl = self.dynamic.ttl;
         shared.failsafe_mode = self.dynamic.failsafe_mode;
+        shared.quorum_mode = self.dynamic.synchronous_mode == keel_config::SynchronousMode::Quorum
+            && !self.dynamic.is_standby_cluster();
     }
 
     /// A changed `config` key: new timings and parameters.

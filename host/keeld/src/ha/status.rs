@@ -74,7 +74,9 @@ impl ApiNode {
         facts.has_cluster_view = view.is_some();
         if let Some((cluster, _)) = view {
             facts.leader_optime = cluster.status.optime;
-            facts.sync_standby = cluster.sync.matches(&self.name, false);
+            let listed = cluster.sync.matches(&self.name, false);
+            facts.sync_standby = listed && !shared.quorum_mode;
+            facts.quorum_standby = listed && shared.quorum_mode;
             if cluster.leader.is_none() {
                 body.insert("cluster_unlocked".into(), json!(true));
             }
@@ -133,6 +135,9 @@ impl ApiNode {
                         );
                         if facts.sync_standby {
                             body.insert("sync_standby".into(), json!(true));
+                        }
+                        if facts.quorum_standby {
+                            body.insert("quorum_standby".into(), json!(true));
                         }
                     }
                 }
