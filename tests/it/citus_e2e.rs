@@ -171,6 +171,18 @@ fn a_formation_registers_its_workers_and_a_worker_switchover_keeps_the_row() {
         .unwrap();
     assert_eq!(auth, ["password=pw"], "superuser credentials for peers");
 
+    // Groups run quorum commit by default: a switchover goes to a voter, so wait
+    // until the replica is one.
+    c.wait_for("the worker replica to be a quorum standby", SWITCH, |c| {
+        (c.health(worker_replica, "/quorum") == Some(200)).then_some(())
+    });
+    let group_config = c.etcd_get(&format!("{}/config", GROUPS[worker_leader]));
+    assert!(
+        group_config
+            .as_deref()
+            .is_some_and(|v| v.contains(r#""synchronous_mode":"quorum""#)),
+        "{group_config:?}"
+    );
     // A switchover inside the worker group, as an operator asks for it.
     let body = format!("{{\"leader\": \"{}\"}}", c.members[worker_leader].name);
     let (code, text) = http_post(c.members[worker_leader].api_port, "/switchover", &body)

@@ -74,6 +74,29 @@ pub struct BootstrapSettings {
     pub pg_hba: Option<Vec<String>>,
 }
 
+impl BootstrapSettings {
+    /// Use `mode` as `bootstrap.dcs.synchronous_mode` unless the file sets it
+    /// (an MPP formation defaults to quorum commit, as Patroni does for Citus).
+    pub fn default_synchronous_mode(&mut self, mode: crate::SynchronousMode) {
+        let Value::Object(map) = &mut self.dcs else {
+            return;
+        };
+        if map.contains_key("synchronous_mode") {
+            return;
+        }
+        let text = match mode {
+            crate::SynchronousMode::Off => "off",
+            crate::SynchronousMode::On => "on",
+            crate::SynchronousMode::Quorum => "quorum",
+        };
+        map.insert(
+            "synchronous_mode".to_owned(),
+            Value::String(text.to_owned()),
+        );
+        self.dcs_config.synchronous_mode = mode;
+    }
+}
+
 impl Default for BootstrapSettings {
     fn default() -> Self {
         Self {
@@ -214,6 +237,23 @@ pub(crate) fn bootstrap(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_mpp_default_synchronous_mode_never_overrides_the_file() {
+        let mut unset = BootstrapSettings::default();
+        unset.default_synchronous_mode(crate::SynchronousMode::Quorum);
+        assert_eq!(unset.dcs["synchronous_mode"], "quorum");
+        assert_eq!(
+            unset.dcs_config.synchronous_mode,
+            crate::SynchronousMode::Quorum
+        );
+        let mut set = BootstrapSettings::default();
+        set.dcs = serde_json::json!({"synchronous_mode": false});
+        set.default_synchronous_mode(crate::SynchronousMode::Quorum);
+        assert_eq!(set.dcs["synchronous_mode"], false);
+        assert_eq!(set.dcs_config.synchronous_mode, crate::SynchronousMode::Off);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -101,8 +101,14 @@ pub(crate) async fn run(config: Option<&Path>) -> anyhow::Result<()> {
 
 /// Load everything, start the REST API and build the loop.
 async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
-    let settings = load_settings(config)?;
+    let mut settings = load_settings(config)?;
     let (timeouts, selected) = load_plugins(&settings).await?;
+    if selected.mpp.is_some() {
+        // A formation's groups default to quorum commit (Patroni does so for Citus).
+        settings
+            .bootstrap
+            .default_synchronous_mode(keel_config::SynchronousMode::Quorum);
+    }
     println!(
         "keeld {}: member `{}` of cluster `{}`",
         env!("CARGO_PKG_VERSION"),
