@@ -247,8 +247,10 @@ mod tests {
             unset.dcs_config.synchronous_mode,
             crate::SynchronousMode::Quorum
         );
-        let mut set = BootstrapSettings::default();
-        set.dcs = serde_json::json!({"synchronous_mode": false});
+        let mut set = BootstrapSettings {
+            dcs: serde_json::json!({"synchronous_mode": false}),
+            ..BootstrapSettings::default()
+        };
         set.default_synchronous_mode(crate::SynchronousMode::Quorum);
         assert_eq!(set.dcs["synchronous_mode"], false);
         assert_eq!(set.dcs_config.synchronous_mode, crate::SynchronousMode::Off);
