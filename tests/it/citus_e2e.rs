@@ -111,6 +111,7 @@ fn a_formation_registers_its_workers_and_a_worker_switchover_keeps_the_row() {
         dcs_extra: "",
         pg_parameters: &pg_parameters,
         member_yaml: &member_yaml,
+        postgresql_yaml: &|_| String::new(),
         plugins: &[c::ETCD, c::CITUS],
         post_bootstrap: Some(&script.display().to_string()),
     }) else {

@@ -72,6 +72,9 @@ pub(crate) struct Spec<'a> {
     pub(crate) pg_parameters: &'a str,
     /// Extra top-level YAML for member `i` (0-based), e.g. a `citus:` section.
     pub(crate) member_yaml: &'a dyn Fn(usize) -> String,
+    /// Extra keys of member `i`'s `postgresql:` section (each line indented by
+    /// two spaces), e.g. `callbacks`.
+    pub(crate) postgresql_yaml: &'a dyn Fn(usize) -> String,
     /// The plugin components in the plugin directory.
     pub(crate) plugins: &'a [&'a str],
     /// `bootstrap.post_bootstrap`, if any.
@@ -87,6 +90,7 @@ impl Cluster {
             dcs_extra,
             pg_parameters: "",
             member_yaml: &|_| String::new(),
+            postgresql_yaml: &|_| String::new(),
             plugins: &[c::ETCD],
             post_bootstrap: None,
         })
@@ -123,11 +127,12 @@ impl Cluster {
                  pg_hba: ['local all all trust', 'host all all 127.0.0.1/32 md5', \
                  'host replication replicator 127.0.0.1/32 md5']\n  \
                  authentication:\n    superuser: {{username: postgres, password: pw}}\n    \
-                 replication: {{username: replicator, password: rep}}\n{extra}",
+                 replication: {{username: replicator, password: rep}}\n{pg_extra}{extra}",
                 etcd = etcd.endpoint(),
                 plugins = plugins.path().display(),
                 dcs = dcs_section(spec.dcs_extra, spec.pg_parameters),
                 extra = (spec.member_yaml)(i - 1),
+                pg_extra = (spec.postgresql_yaml)(i - 1),
                 post = spec
                     .post_bootstrap
                     .map(|p| format!("  post_bootstrap: {p}\n"))

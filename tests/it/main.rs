@@ -6,6 +6,7 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod callbacks_e2e;
 mod citus_e2e;
 mod citus_fixture;
 mod citus_plugin;

@@ -3,6 +3,7 @@
 //! Wiring only: configuration, plugins and (as later parts land) the HA loop and
 //! the REST API live in their own crates; this binary puts them together.
 
+mod callbacks;
 mod check;
 mod ha;
 mod metrics;

@@ -252,6 +252,10 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         ssn_changed_at_lsn: crate::ha::SSN_POSITION_UNKNOWN,
         ..keel_ha::Memory::default()
     };
+    let callbacks = crate::callbacks::Callbacks::new(
+        settings.postgresql.callbacks.clone(),
+        settings.scope.clone(),
+    );
     let daemon = crate::ha::Daemon {
         config_path: config.map(Path::to_owned),
         settings,
@@ -274,6 +278,8 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         role: "replica",
         mpp,
         announce_promotion: false,
+        callbacks,
+        start_callback_due: true,
         lease,
         rest,
         slot_state: crate::ha::slots::SlotState::default(),

@@ -11,6 +11,8 @@ use keel_ha::{Action, DemoteMode, LockAnswer, Observation, PgRole, Plan, Questio
 use keel_postgres::{LeaderInfo, Postgres, RewindOutcome, StopMode, Upstream};
 use keel_runtime::MppEventKind;
 
+use crate::callbacks::Callback;
+
 use super::observe::upstream_of;
 use super::{Daemon, Task, TaskOutcome, WIRE_VERSION, lock, peers};
 
@@ -222,7 +224,9 @@ impl Daemon {
                 }
             }
             Action::StopImmediate => {
-                self.pg.stop(StopMode::Immediate).await?;
+                if self.pg.stop(StopMode::Immediate).await? {
+                    self.callbacks.call(Callback::Stop, self.role);
+                }
             }
             Action::TriggerRewindCheck => self.memory.rewind_check = true,
             Action::Follow { upstream } => {
@@ -486,7 +490,12 @@ impl Daemon {
         if let Some(mpp) = &self.mpp {
             mpp.adjust_parameters(&self.pg, &params).await;
         }
-        self.pg.apply_parameters(params).await
+        let running = self.pg.is_running();
+        let plan = self.pg.apply_parameters(params).await?;
+        if running && !(plan.reload.is_empty() && plan.restart.is_empty()) {
+            self.callbacks.call(Callback::Reload, self.role);
+        }
+        Ok(plan)
     }
 
     fn current_parameters(&self) -> keel_postgres::Parameters {

@@ -22,10 +22,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use keel_config::{DynamicConfig, Settings, TtlFloor};
 use keel_dcs::{Cluster, Dcs};
-use keel_ha::{Decision, Memory, Observation, RunningAction};
+use keel_ha::{Decision, Memory, Observation, PgRole, RunningAction};
 use keel_postgres::Postgres;
 use tokio::sync::Notify;
 
+use crate::callbacks::Callback;
 use crate::signals::{Request, Signals};
 use tokio::task::JoinHandle;
 
@@ -161,6 +162,11 @@ pub(crate) struct Daemon {
     pub(crate) mpp: Option<Arc<crate::mpp::Mpp>>,
     /// Promoted: tell the coordinator `after_promote` once the member key says so.
     pub(crate) announce_promotion: bool,
+    /// `postgresql.callbacks`.
+    pub(crate) callbacks: crate::callbacks::Callbacks,
+    /// No start or role-change callback ran yet: the first cycle that finds
+    /// PostgreSQL running (adopted at start) runs `on_start`, as Patroni does.
+    pub(crate) start_callback_due: bool,
     /// Stops PostgreSQL if the leader lease could end before the loop renews it.
     pub(crate) lease: lease::LeaseGuard,
     /// The REST API's socket, reconfigured on SIGHUP.
@@ -282,6 +288,8 @@ impl Daemon {
             );
         }
         lock(&self.shared).tags = settings.tags.published();
+        self.callbacks
+            .reconfigure(settings.postgresql.callbacks.clone());
         self.settings = settings;
         self.apply_parameters_later();
         tracing::info!("configuration reloaded");
@@ -297,6 +305,14 @@ impl Daemon {
         let cycle_started = tokio::time::Instant::now();
         self.reap_task().await;
         let mut obs = self.observe().await;
+        if self.start_callback_due && obs.postgres.is_running() && self.task.is_none() {
+            self.start_callback_due = false;
+            let role = match obs.postgres.role {
+                PgRole::Primary => "primary",
+                PgRole::Replica => "replica",
+            };
+            self.callbacks.call(Callback::Start, role);
+        }
         let mut rounds = 0;
         let plan = loop {
             match keel_ha::decide(&obs) {
@@ -371,6 +387,7 @@ impl Daemon {
         };
         // Whatever ran may have restarted, promoted, demoted or rewound the server.
         self.replay_timeline = None;
+        self.run_callback_after(task.kind, &outcome);
         match outcome {
             TaskOutcome::Done => {}
             TaskOutcome::Bootstrapped => {
@@ -395,6 +412,22 @@ impl Daemon {
                 self.role = "replica";
             }
         }
+    }
+
+    /// The callback a finished long action calls for.
+    fn run_callback_after(&mut self, kind: RunningAction, outcome: &TaskOutcome) {
+        let (callback, role) = match outcome {
+            TaskOutcome::Bootstrapped => (Callback::Start, "primary"),
+            TaskOutcome::Started if kind == RunningAction::Restart => {
+                (Callback::Restart, self.role)
+            }
+            TaskOutcome::Started => (Callback::Start, self.role),
+            TaskOutcome::Promoted => (Callback::RoleChange, "primary"),
+            TaskOutcome::Demoted => (Callback::RoleChange, "replica"),
+            TaskOutcome::Done | TaskOutcome::Repaired => return,
+        };
+        self.start_callback_due = false;
+        self.callbacks.call(callback, role);
     }
 
     /// Clean up after a failed long action.
@@ -463,7 +496,12 @@ impl Daemon {
             mpp.on_demote().await;
         }
         match self.pg.stop(keel_postgres::StopMode::Fast).await {
-            Ok(_) => tracing::info!("PostgreSQL stopped"),
+            Ok(stopped) => {
+                tracing::info!("PostgreSQL stopped");
+                if stopped {
+                    self.callbacks.call(Callback::Stop, self.role);
+                }
+            }
             Err(e) => {
                 tracing::error!("PostgreSQL refused to stop, keeping the leader key: {e}");
                 return;
