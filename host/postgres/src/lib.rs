@@ -125,6 +125,9 @@ pub struct Settings {
     pub basebackup: Vec<InitdbOption>,
     /// Bounds on waits.
     pub timeouts: Timeouts,
+    /// `before_stop`: a shell command run (and waited for, within the stop timeout)
+    /// before every stop of a running server.
+    pub before_stop: Option<String>,
 }
 
 impl Settings {
@@ -164,6 +167,7 @@ impl Settings {
             create_replica_methods: vec![ReplicaMethod::Basebackup],
             basebackup: Vec::new(),
             timeouts: Timeouts::default(),
+            before_stop: None,
         }
     }
 }

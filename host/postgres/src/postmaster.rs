@@ -252,6 +252,9 @@ impl Postgres {
             }
         };
         let timeout = self.settings.timeouts.stop;
+        if let Some(command) = &self.settings.before_stop {
+            self.run_before_stop(command, timeout).await;
+        }
         let mut result = self.pg_ctl_stop(mode, timeout).await;
         if result.is_err() && mode != StopMode::Immediate {
             tracing::warn!(?mode, "stop did not finish; escalating to immediate");
@@ -276,6 +279,23 @@ impl Postgres {
             });
         }
         Ok(true)
+    }
+
+    /// The operator's `before_stop` (e.g. draining connections): its outcome is
+    /// logged, and the stop goes ahead whatever it did, as in Patroni.
+    async fn run_before_stop(&self, command: &str, timeout: Duration) {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        match tokio::time::timeout(timeout, cmd.status()).await {
+            Ok(Ok(status)) => tracing::info!("before_stop `{command}` exited with {status}"),
+            Ok(Err(e)) => tracing::error!("before_stop: cannot run `{command}`: {e}"),
+            Err(_) => tracing::error!(
+                "before_stop `{command}` did not finish within {timeout:?}; stopping anyway"
+            ),
+        }
     }
 
     async fn pg_ctl_stop(&self, mode: StopMode, timeout: Duration) -> Result<()> {

@@ -667,3 +667,39 @@ async fn logical_slots_are_copied_to_a_replica() {
         "{report:?}"
     );
 }
+
+#[tokio::test]
+async fn before_stop_runs_while_the_server_is_still_up() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let marker = tempfile::NamedTempFile::new().expect("marker");
+    let marker_path = marker.path().to_owned();
+    let n1 = c
+        .add("n1", |s| {
+            s.before_stop = Some(format!(
+                "test -f {}/postmaster.pid && echo up >> {}",
+                s.data_dir.display(),
+                marker_path.display()
+            ));
+        })
+        .await;
+    let pg = &c.nodes[n1].pg;
+    pg.bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    let lines = || {
+        std::fs::read_to_string(&marker_path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = lines();
+    assert!(pg.stop(StopMode::Fast).await.expect("stop"));
+    assert_eq!(
+        lines(),
+        before + 1,
+        "before_stop ran once, with the server up"
+    );
+    assert!(!pg.stop(StopMode::Fast).await.expect("stop"));
+    assert_eq!(lines(), before + 1, "nothing to stop, nothing run");
+}

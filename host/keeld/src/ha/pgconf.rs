@@ -136,6 +136,7 @@ pub(crate) fn postgres_settings(
         .collect::<anyhow::Result<_>>()?;
     pg.basebackup = options_of(effective.replica_method_sections.get("basebackup"));
     pg.timeouts.start = effective.pg_ctl_timeout;
+    pg.before_stop = local.before_stop.clone();
     Ok(pg)
 }
 
