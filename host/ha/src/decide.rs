@@ -195,7 +195,7 @@ impl<'a> Cycle<'a> {
         // Step 7: PostgreSQL is starting.
         if pg.process == Process::Starting && !self.paused() && self.i_hold() {
             return match self.refresh()? {
-                LockAnswer::Held => Ok(Plan::new("PostgreSQL is still starting up")),
+                LockAnswer::Held => self.starting_as_leader(),
                 LockAnswer::NotHeld => Ok(Plan::new(
                     "stopped PostgreSQL while starting up because leader key was lost",
                 )
@@ -278,6 +278,33 @@ impl<'a> Cycle<'a> {
             )));
         }
         plan.with(Action::UpdateHistory)
+    }
+
+    /// The lock holder's PostgreSQL is still starting (crash recovery can take
+    /// long): past `primary_start_timeout`, hand over if someone can take over.
+    fn starting_as_leader(&self) -> Step {
+        let obs = self.obs;
+        let timeout = i64::from(obs.config.primary_start_timeout);
+        let Some(since) = obs.memory.starting_since else {
+            return Ok(Plan::new("PostgreSQL is still starting up"));
+        };
+        let left = timeout - (obs.now - since).num_seconds();
+        if left > 0 {
+            return Ok(Plan::new(format!(
+                "PostgreSQL is still starting up, {left} seconds until timeout"
+            )));
+        }
+        if race::failover_possible(self, None, false)? {
+            return Ok(
+                Plan::new("stopped PostgreSQL because of startup timeout").with(Action::Demote {
+                    mode: DemoteMode::Immediate,
+                    upstream: None,
+                }),
+            );
+        }
+        Ok(Plan::new(
+            "primary start has timed out, but continuing to wait because failover is not possible",
+        ))
     }
 
     /// §4.2 step 10 with an empty or unreadable data directory.

@@ -224,6 +224,9 @@ pub struct Memory {
     pub promoted_at: Option<DateTime<Utc>>,
     /// The `synchronous_standby_names` last set and the primary's flush LSN at that moment.
     pub ssn_changed_at_lsn: u64,
+    /// When the daemon last started PostgreSQL, while it has not come up yet
+    /// (`primary_start_timeout` counts from here).
+    pub starting_since: Option<DateTime<Utc>>,
 }
 
 impl Memory {

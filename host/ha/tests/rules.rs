@@ -385,3 +385,47 @@ fn a_diverged_former_primary_is_rewound_before_it_streams() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_leader_whose_postgres_will_not_come_up_hands_over_after_primary_start_timeout() {
+    let c = || {
+        cluster(&[
+            entry("leader", ME),
+            member(ME, "primary", 100),
+            member("b", "replica", 100),
+        ])
+    };
+    let starting = || {
+        let mut o = obs(Ok(c()), running(PgRole::Primary, 100));
+        o.postgres.process = Process::Starting;
+        o.memory.has_lock = true;
+        o
+    };
+    let answers = |peer_ok: bool| Answers {
+        refresh: Some(LockAnswer::Held),
+        peers: Some(vec![if peer_ok {
+            peer("b", true, 100)
+        } else {
+            PeerStatus::unreachable("b")
+        }]),
+        ..Answers::default()
+    };
+    // Within the timeout (300 s by default): wait, saying how long is left.
+    let mut o = starting();
+    o.memory.starting_since = Some(o.now - chrono::Duration::seconds(100));
+    let p = plan(o, &answers(true));
+    assert_eq!(
+        p.message,
+        "PostgreSQL is still starting up, 200 seconds until timeout"
+    );
+    assert!(p.actions.is_empty(), "{p:?}");
+    // Past it, with a healthy replica: stop and give the lock up.
+    let mut o = starting();
+    o.memory.starting_since = Some(o.now - chrono::Duration::seconds(301));
+    let p = plan(o.clone(), &answers(true));
+    assert!(has_demote(&p, DemoteMode::Immediate), "{p:?}");
+    // Past it, nobody to take over: keep waiting.
+    let p = plan(o, &answers(false));
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert!(p.message.contains("continuing to wait"), "{p:?}");
+}

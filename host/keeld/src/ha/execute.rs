@@ -362,6 +362,10 @@ impl Daemon {
         F: FnOnce(Arc<Postgres>) -> Fut,
         Fut: Future<Output = anyhow::Result<TaskOutcome>> + Send + 'static,
     {
+        if matches!(kind, RunningAction::Start | RunningAction::Restart) {
+            // primary_start_timeout counts from here while the server is not up.
+            self.memory.starting_since = Some(chrono::Utc::now());
+        }
         let work = work(Arc::clone(&self.pg));
         let wake = Arc::clone(&self.wake);
         // The loop reaps the outcome at once (as Patroni's async executor wakes its HA loop),

@@ -60,6 +60,10 @@ impl Daemon {
             self.memory.ssn_changed_at_lsn = obs.postgres.wal_position;
         }
         obs.memory.ssn_changed_at_lsn = self.memory.ssn_changed_at_lsn;
+        if obs.postgres.process != Process::Starting && self.task.is_none() {
+            self.memory.starting_since = None;
+        }
+        obs.memory.starting_since = self.memory.starting_since;
         obs
     }
 
