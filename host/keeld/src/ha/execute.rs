@@ -371,12 +371,16 @@ impl Daemon {
         // The loop reaps the outcome at once (as Patroni's async executor wakes its HA loop),
         // not a loop_wait later: a promoted worker's after_promote, the member key of a new
         // primary and a rejoined replica's role would otherwise wait for it.
+        let (done, outcome) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn(async move {
-            let outcome = work.await;
+            let _ = done.send(work.await);
             wake.notify_one();
-            outcome
         });
-        self.task = Some(Task { kind, handle });
+        self.task = Some(Task {
+            kind,
+            handle,
+            outcome,
+        });
     }
 
     fn spawn_bootstrap(&mut self) -> anyhow::Result<()> {

@@ -44,7 +44,10 @@ pub(crate) const SSN_POSITION_UNKNOWN: u64 = u64::MAX;
 /// A long action running in the background.
 pub(crate) struct Task {
     pub(crate) kind: RunningAction,
-    pub(crate) handle: JoinHandle<anyhow::Result<TaskOutcome>>,
+    pub(crate) handle: JoinHandle<()>,
+    /// The outcome, sent before the task wakes the loop: a woken loop always finds
+    /// it (the join handle may not count as finished yet at that instant).
+    pub(crate) outcome: tokio::sync::oneshot::Receiver<anyhow::Result<TaskOutcome>>,
 }
 
 /// What a finished long action changes in the daemon's memory.
@@ -370,18 +373,22 @@ impl Daemon {
 
     /// Collect a finished long action.
     async fn reap_task(&mut self) {
-        let Some(task) = self.task.take_if(|t| t.handle.is_finished()) else {
+        let received = match self.task.as_mut().map(|t| t.outcome.try_recv()) {
+            None | Some(Err(tokio::sync::oneshot::error::TryRecvError::Empty)) => return,
+            Some(received) => received,
+        };
+        let Some(task) = self.task.take() else {
             return;
         };
-        let outcome = match task.handle.await {
+        let outcome = match received {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
                 tracing::error!("{} failed: {e:#}", task.kind.label());
                 self.task_failed(task.kind).await;
                 return;
             }
-            Err(e) => {
-                tracing::error!("{} panicked or was cancelled: {e}", task.kind.label());
+            Err(_) => {
+                tracing::error!("{} panicked or was cancelled", task.kind.label());
                 return;
             }
         };
