@@ -36,24 +36,26 @@ fn min_synchronous(cfg: &DynamicConfig) -> usize {
     usize::from(cfg.synchronous_mode_strict)
 }
 
-/// The standbys to make synchronous, and those already fit to be promoted.
-fn pick(c: &Cycle<'_>) -> (BTreeSet<String>, BTreeSet<String>) {
-    let obs = c.obs;
-    let cfg = &obs.config;
-    let pg = &obs.postgres;
-    let wanted = if cfg.synchronous_mode_strict {
-        cfg.synchronous_node_count.max(1)
-    } else {
-        cfg.synchronous_node_count
-    } as usize;
-    struct Candidate<'r> {
-        name: &'r str,
-        sync_priority: i64,
-        nofailover: bool,
-        sync: bool,
-        lsn: u64,
+/// A streaming standby that may be synchronous: a running member, not this
+/// node, not `nosync` (Patroni's `_ReplicaList`).
+struct Standby<'r> {
+    name: &'r str,
+    sync_priority: i64,
+    nofailover: bool,
+    /// `pg_stat_replication.sync_state`.
+    sync_state: &'r str,
+    lsn: u64,
+}
+
+impl Standby<'_> {
+    fn is_sync(&self) -> bool {
+        self.sync_state == "sync"
     }
-    let mut candidates: Vec<Candidate<'_>> = pg
+}
+
+fn standbys<'c>(c: &'c Cycle<'_>) -> Vec<Standby<'c>> {
+    c.obs
+        .postgres
         .replication
         .iter()
         .filter(|r| r.streaming && !r.name.eq_ignore_ascii_case(c.me()))
@@ -64,28 +66,42 @@ fn pick(c: &Cycle<'_>) -> (BTreeSet<String>, BTreeSet<String>) {
                 .iter()
                 .find(|m| m.name.eq_ignore_ascii_case(&r.name))?;
             let tags = tags_of(member);
-            (is_running(member) && !tags.nosync()).then(|| Candidate {
+            (is_running(member) && !tags.nosync()).then(|| Standby {
                 name: member.name.as_str(),
                 sync_priority: tags.sync_priority(),
                 nofailover: tags.nofailover(),
-                sync: r.sync_state == "sync",
+                sync_state: r.sync_state.as_str(),
                 lsn: r.lsn,
             })
         })
-        .collect();
-    candidates.sort_by(|a, b| {
-        (b.sync_priority, b.sync, b.lsn, !b.nofailover).cmp(&(
-            a.sync_priority,
-            a.sync,
-            a.lsn,
-            !a.nofailover,
-        ))
-    });
-    let reference = if candidates.len() == 1 {
-        pg.wal_position
+        .collect()
+}
+
+/// What `maximum_lag_on_syncnode` is measured against: the most advanced
+/// standby, or the primary's own position when there is only one.
+fn lag_reference(c: &Cycle<'_>, standbys: &[Standby<'_>]) -> u64 {
+    if standbys.len() > 1 {
+        standbys.iter().map(|s| s.lsn).max().unwrap_or(0)
     } else {
-        candidates.iter().map(|x| x.lsn).max().unwrap_or(0)
-    };
+        c.obs.postgres.wal_position
+    }
+}
+
+/// The standbys to make synchronous, and those already fit to be promoted.
+fn pick(c: &Cycle<'_>) -> (BTreeSet<String>, BTreeSet<String>) {
+    let obs = c.obs;
+    let cfg = &obs.config;
+    let wanted = if cfg.synchronous_mode_strict {
+        cfg.synchronous_node_count.max(1)
+    } else {
+        cfg.synchronous_node_count
+    } as usize;
+    let mut candidates = standbys(c);
+    candidates.sort_by(|a, b| {
+        let key = |s: &Standby<'_>| (s.sync_priority, s.is_sync(), s.lsn, !s.nofailover);
+        key(b).cmp(&key(a))
+    });
+    let reference = lag_reference(c, &candidates);
     let max_lag = cfg.maximum_lag_on_syncnode;
     let current = &c.cluster.sync;
     let mut picked = BTreeSet::new();
@@ -99,7 +115,7 @@ fn pick(c: &Cycle<'_>) -> (BTreeSet<String>, BTreeSet<String>) {
         }
         picked.insert(cand.name.to_owned());
         let ready = current.matches(cand.name, false) || cand.lsn >= obs.memory.ssn_changed_at_lsn;
-        if cand.sync && ready {
+        if cand.is_sync() && ready {
             allow.insert(cand.name.to_owned());
         }
     }
@@ -343,44 +359,13 @@ fn maintain_quorum(c: &Cycle<'_>, mut plan: Plan) -> Plan {
 /// as quorum standbys.
 fn quorum_candidates(c: &Cycle<'_>, running: &StandbyNames, wanted: usize) -> (NameSet, usize) {
     let obs = c.obs;
-    let pg = &obs.postgres;
-    struct Row<'r> {
-        name: &'r str,
-        sync_priority: i64,
-        sync_state: &'r str,
-        lsn: u64,
-        nofailover: bool,
-    }
-    let mut rows: Vec<Row<'_>> = pg
-        .replication
-        .iter()
-        .filter(|r| r.streaming && !r.name.eq_ignore_ascii_case(c.me()))
-        .filter_map(|r| {
-            let member = c
-                .cluster
-                .members
-                .iter()
-                .find(|m| m.name.eq_ignore_ascii_case(&r.name))?;
-            let tags = tags_of(member);
-            (is_running(member) && !tags.nosync()).then(|| Row {
-                name: member.name.as_str(),
-                sync_priority: tags.sync_priority(),
-                sync_state: r.sync_state.as_str(),
-                lsn: r.lsn,
-                nofailover: tags.nofailover(),
-            })
-        })
-        .collect();
+    let mut rows = standbys(c);
     rows.sort_by(|a, b| {
         (b.sync_priority, b.sync_state, b.lsn).cmp(&(a.sync_priority, a.sync_state, a.lsn))
     });
     // Promotable standbys first: a nofailover one only fills up to the count wanted.
     rows.sort_by_key(|r| r.nofailover);
-    let reference = if rows.len() > 1 {
-        rows.iter().map(|r| r.lsn).max().unwrap_or(0)
-    } else {
-        pg.wal_position
-    };
+    let reference = lag_reference(c, &rows);
     let max_lag = obs.config.maximum_lag_on_syncnode;
     let mut active = NameSet::new();
     let mut confirmed = 0;
