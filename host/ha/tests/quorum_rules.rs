@@ -136,9 +136,9 @@ fn a_new_primary_lists_streaming_standbys_before_they_vote() {
     assert!(p.wake_at.is_some(), "{p:?}");
 }
 
-#[test]
-fn confirmed_quorum_standbys_become_voters() {
-    let o = observe(
+/// b and c in `ANY 1 (b,c)`, streaming as quorum standbys, not voters yet.
+fn listed_not_yet_voting() -> Observation {
+    observe(
         "a",
         cluster(
             "a",
@@ -147,7 +147,12 @@ fn confirmed_quorum_standbys_become_voters() {
         PgRole::Primary,
         "ANY 1 (b,c)",
         vec![streaming("b", "quorum"), streaming("c", "quorum")],
-    );
+    )
+}
+
+#[test]
+fn confirmed_quorum_standbys_become_voters() {
+    let o = listed_not_yet_voting();
     let p = plan(o);
     assert_eq!(
         sync_actions(&p),
@@ -158,16 +163,7 @@ fn confirmed_quorum_standbys_become_voters() {
 
 #[test]
 fn a_standby_that_has_not_caught_up_does_not_count() {
-    let mut o = observe(
-        "a",
-        cluster(
-            "a",
-            Some(r#"{"leader":"a","quorum":0,"sync_standby":null}"#),
-        ),
-        PgRole::Primary,
-        "ANY 1 (b,c)",
-        vec![streaming("b", "quorum"), streaming("c", "quorum")],
-    );
+    let mut o = listed_not_yet_voting();
     o.memory.ssn_changed_at_lsn = 200;
     assert_eq!(sync_actions(&plan(o)), Vec::<String>::new());
 }

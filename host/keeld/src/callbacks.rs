@@ -56,6 +56,16 @@ struct Slots {
     reload: Option<u32>,
 }
 
+impl Slots {
+    fn of(&mut self, reload: bool) -> &mut Option<u32> {
+        if reload {
+            &mut self.reload
+        } else {
+            &mut self.main
+        }
+    }
+}
+
 impl Callbacks {
     pub(crate) fn new(commands: BTreeMap<String, String>, scope: impl Into<String>) -> Self {
         Self {
@@ -88,11 +98,7 @@ impl Callbacks {
             .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let slot = if reload {
-            &mut slots.reload
-        } else {
-            &mut slots.main
-        };
+        let slot = slots.of(reload);
         if let Some(group) = slot.take() {
             kill_group(group);
         }
@@ -130,11 +136,7 @@ impl Callbacks {
             let mut slots = running
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let slot = if reload {
-                &mut slots.reload
-            } else {
-                &mut slots.main
-            };
+            let slot = slots.of(reload);
             if *slot == Some(pid) {
                 *slot = None;
             }
