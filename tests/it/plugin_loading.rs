@@ -133,3 +133,47 @@ async fn an_unreadable_directory_is_an_error_naming_it() {
         .to_string();
     assert!(err.contains("nope"), "{err}");
 }
+
+/// What keel-select makes of a member whose only plugin section is `section`.
+async fn select_dcs(dir: &PluginDir, section: &str) -> Result<keel_select::Selected, String> {
+    let yaml = format!(
+        "scope: grants\nname: m1\n\
+         restapi: {{listen: 127.0.0.1:8008, connect_address: 127.0.0.1:8008}}\n\
+         postgresql: {{listen: 127.0.0.1:5432, connect_address: 127.0.0.1:5432, data_dir: /nonexistent,\n  \
+         authentication: {{superuser: {{username: postgres}}, replication: {{username: rep}}}}}}\n\
+         plugins: {{dir: {}}}\n\
+         {section}\n",
+        dir.path().display()
+    );
+    let settings = keel_config::Settings::from_yaml_str(&yaml, &keel_config::Env::empty()).unwrap();
+    let catalog = PluginCatalog::load_dir(&runtime_for(dir), dir.path())
+        .await
+        .unwrap();
+    keel_select::select(&settings, &catalog, 2).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_dcs_plugin_importing_no_store_client_is_granted_nothing_and_needs_no_endpoints() {
+    use keel_dcs::DcsBackend;
+    let dir = PluginDir::with(&[c::FIXTURE_STORELESS, c::FIXTURE_DCS]).unwrap();
+    let selected = select_dcs(&dir, "fixture-storeless: {}").await.unwrap();
+    assert_eq!(selected.dcs.section, "fixture-storeless");
+    assert_eq!(selected.dcs.grants.describe(), vec!["log".to_owned()]);
+    let backend = selected
+        .dcs
+        .plugin
+        .dcs(selected.dcs.grants.clone(), selected.dcs.limits)
+        .unwrap();
+    backend
+        .configure(keel_dcs::Settings::new("grants", "m1"))
+        .await
+        .unwrap();
+    assert!(backend.attempt_to_acquire_leader().await.unwrap());
+
+    // A plugin that imports the etcd client still needs its section's endpoints.
+    let refused = select_dcs(&dir, "fixture-dcs: {}").await.err();
+    assert_eq!(
+        refused.as_deref(),
+        Some("fixture-dcs: names no endpoints; set fixture-dcs.hosts (for example 127.0.0.1:2379)")
+    );
+}

@@ -36,7 +36,14 @@ pub fn for_plugin(
     match plugin.description().kind {
         PluginKind::Dcs => {
             // The store's endpoints, reachable through the typed etcd client and
-            // over HTTP (etcd's JSON gateway, Consul, ...); nothing else.
+            // over HTTP (etcd's JSON gateway, Consul, ...); nothing else. A plugin
+            // that imports neither reaches no store through the host: it gets
+            // nothing, and its section need not name endpoints.
+            let wants_etcd = imports(plugin, "keel:host/etcd@");
+            let wants_http = imports(plugin, "wasi:http/outgoing-handler@");
+            if !wants_etcd && !wants_http {
+                return Ok(Grants::default());
+            }
             let problem = |problem| Error::Section {
                 section: section.to_owned(),
                 problem,
@@ -46,14 +53,14 @@ pub fn for_plugin(
                 .ok_or_else(|| Error::NoEndpoints {
                     section: section.to_owned(),
                 })?;
-            let etcd = if imports(plugin, "keel:host/etcd@") {
+            let etcd = if wants_etcd {
                 EtcdGrant::from_section(section, &config, etcd_request_timeout(retry_timeout))
                     .map_err(problem)?
                     .map(Arc::new)
             } else {
                 None
             };
-            let http = imports(plugin, "wasi:http/outgoing-handler@").then(|| Arc::new(http));
+            let http = wants_http.then(|| Arc::new(http));
             Ok(Grants {
                 etcd,
                 http,

@@ -29,7 +29,7 @@ use keel_sdk::dcs::{
     DcsError, DcsPlugin, GroupEntries, LoadScope, Settings, ValueKey, value_key_name,
 };
 use keel_sdk::host::etcd::{
-    self, Compare, CompareOp, CompareTarget, EtcdError, KeyRange, RangeOptions, TxnOp, TxnRequest,
+    self, Compare, CompareTarget, EtcdError, KeyRange, RangeOptions, TxnOp, TxnRequest,
 };
 
 use keys::Paths;
@@ -48,18 +48,6 @@ pub struct Etcd3 {
     seen_revision: i64,
 }
 
-fn put(key: String, value: impl Into<Vec<u8>>, lease: Option<i64>) -> TxnOp {
-    TxnOp::Put((key, value.into(), lease))
-}
-
-fn compare(key: &str, op: CompareOp, target: CompareTarget) -> Compare {
-    Compare {
-        key: key.to_owned(),
-        op,
-        target,
-    }
-}
-
 /// Put `value` at `key` only if the key's `condition` attribute equals it
 /// (create_revision 0: the key is absent; value: it still holds ours).
 fn put_if(
@@ -68,11 +56,10 @@ fn put_if(
     value: &[u8],
     lease: Option<i64>,
 ) -> Result<bool, EtcdError> {
-    let request = TxnRequest {
-        compares: vec![compare(key, CompareOp::Equal, condition)],
-        success: vec![put(key.to_owned(), value, lease)],
-        failure: vec![],
-    };
+    let request = TxnRequest::when(
+        vec![Compare::equal(key, condition)],
+        vec![TxnOp::put(key, value, lease)],
+    );
     etcd::txn(&request).map(|r| r.succeeded)
 }
 
@@ -128,15 +115,11 @@ impl Etcd3 {
                 .retry("put", || etcd::put(key, value.as_bytes(), None))
                 .map(|rev| rev.to_string());
         };
-        let request = TxnRequest {
-            compares: vec![compare(
-                key,
-                CompareOp::Equal,
-                CompareTarget::ModRevision(parse_version(expected)?),
-            )],
-            success: vec![put(key.to_owned(), value, None)],
-            failure: vec![],
-        };
+        let at = CompareTarget::ModRevision(parse_version(expected)?);
+        let request = TxnRequest::when(
+            vec![Compare::equal(key, at)],
+            vec![TxnOp::put(key, value, None)],
+        );
         let result = self.txn("compare-and-set", &request)?;
         if !result.succeeded {
             return Err(DcsError::Conflict(format!(
@@ -201,11 +184,7 @@ impl DcsPlugin for Etcd3 {
             LoadScope::OwnGroup => {
                 let base = self.paths.own();
                 let found = self.load_range(&base)?;
-                let entries: Vec<_> = found
-                    .kvs
-                    .iter()
-                    .filter_map(|kv| keys::entry(&base, kv))
-                    .collect();
+                let entries: Vec<_> = found.kvs.iter().filter_map(|kv| kv.entry(&base)).collect();
                 self.seen_leader = found
                     .kvs
                     .iter()
@@ -219,11 +198,7 @@ impl DcsPlugin for Etcd3 {
             LoadScope::Group(group) => {
                 let base = self.paths.group_path(group);
                 let found = self.load_range(&base)?;
-                let entries = found
-                    .kvs
-                    .iter()
-                    .filter_map(|kv| keys::entry(&base, kv))
-                    .collect();
+                let entries = found.kvs.iter().filter_map(|kv| kv.entry(&base)).collect();
                 Ok(vec![GroupEntries {
                     group: Some(group),
                     entries,
@@ -240,7 +215,7 @@ impl DcsPlugin for Etcd3 {
                         .find(|kv| kv.key == own_leader)
                         .map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.lease));
                 }
-                Ok(keys::split_formation(&cluster, &found.kvs))
+                Ok(etcd::split_formation(&cluster, &found.kvs))
             }
         }
     }
@@ -301,15 +276,11 @@ impl DcsPlugin for Etcd3 {
 
     fn delete_leader(&mut self) -> Result<bool, DcsError> {
         let key = self.paths.key("leader");
-        let request = TxnRequest {
-            compares: vec![compare(
-                &key,
-                CompareOp::Equal,
-                CompareTarget::Value(self.member.as_bytes().to_vec()),
-            )],
-            success: vec![TxnOp::Delete(KeyRange::key(&key))],
-            failure: vec![],
-        };
+        let ours = CompareTarget::Value(self.member.as_bytes().to_vec());
+        let request = TxnRequest::when(
+            vec![Compare::equal(&key, ours)],
+            vec![TxnOp::delete(KeyRange::key(&key))],
+        );
         let deleted = self.txn("leader release", &request)?.succeeded;
         self.seen_leader = None;
         Ok(deleted)
@@ -369,15 +340,11 @@ impl DcsPlugin for Etcd3 {
             self.retry("delete", || etcd::delete(&KeyRange::key(&key)))?;
             return Ok(());
         };
-        let request = TxnRequest {
-            compares: vec![compare(
-                &key,
-                CompareOp::Equal,
-                CompareTarget::ModRevision(parse_version(&expected)?),
-            )],
-            success: vec![TxnOp::Delete(KeyRange::key(&key))],
-            failure: vec![],
-        };
+        let at = CompareTarget::ModRevision(parse_version(&expected)?);
+        let request = TxnRequest::when(
+            vec![Compare::equal(&key, at)],
+            vec![TxnOp::delete(KeyRange::key(&key))],
+        );
         if self.txn("compare-and-delete", &request)?.succeeded {
             Ok(())
         } else {

@@ -63,8 +63,12 @@ pub trait DcsPlugin: Sized + 'static {
     fn delete_cluster(&mut self) -> Result<(), DcsError>;
     /// The leader lock's TTL changed.
     fn set_ttl(&mut self, seconds: u32) -> Result<(), DcsError>;
-    /// The retry budget changed.
-    fn set_retry_timeout(&mut self, seconds: u32) -> Result<(), DcsError>;
+    /// The retry budget changed. Backends that do not retry (every failed
+    /// request is `unavailable` at once) keep the default, which ignores it.
+    fn set_retry_timeout(&mut self, seconds: u32) -> Result<(), DcsError> {
+        let _ = seconds;
+        Ok(())
+    }
     /// Wait for a leader key change or the timeout; `true` when woken by a change.
     fn watch(&mut self, leader_version: Option<String>, timeout_ms: u32) -> Result<bool, DcsError>;
 }
@@ -79,6 +83,25 @@ pub fn value_key_name(key: ValueKey) -> &'static str {
         ValueKey::Status => "status",
         ValueKey::Failsafe => "failsafe",
         ValueKey::OptimeLeader => "optime/leader",
+    }
+}
+
+/// A group directory name in an MPP formation: `0` or a decimal without
+/// leading zeros (`01` is not group 1, as for Patroni).
+pub fn parse_group(name: &str) -> Option<u32> {
+    let canonical = name == "0" || (name.starts_with(|c: char| ('1'..='9').contains(&c)));
+    canonical.then(|| name.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn group_names_are_strict_decimals() {
+        assert_eq!(super::parse_group("0"), Some(0));
+        assert_eq!(super::parse_group("12"), Some(12));
+        for bad in ["00", "01", "-1", "+1", "a", "", "1a", "99999999999"] {
+            assert_eq!(super::parse_group(bad), None, "{bad}");
+        }
     }
 }
 

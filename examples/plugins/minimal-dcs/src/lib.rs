@@ -9,12 +9,10 @@
 //! `retry_timeout` (a failed request is `unavailable` at once, and the HA loop
 //! reacts as to an unreachable store) and any validation of the config section.
 
-use std::collections::BTreeMap;
-
 use keel_sdk::PluginInfo;
-use keel_sdk::dcs::{DcsError, DcsPlugin, Entry, GroupEntries, LoadScope, Settings, ValueKey};
-use keel_sdk::host::etcd::{self, Compare, CompareOp, CompareTarget as Target, EtcdError};
-use keel_sdk::host::etcd::{KeyRange, KeyValue, RangeOptions, TxnOp, TxnRequest, TxnResult};
+use keel_sdk::dcs::{DcsError, DcsPlugin, GroupEntries, LoadScope, Settings, ValueKey};
+use keel_sdk::host::etcd::{self, Compare, CompareTarget as Target, EtcdError, KeyRange};
+use keel_sdk::host::etcd::{KeyValue, RangeOptions, TxnOp, TxnRequest};
 
 /// Where this member's keys live and the lease that binds them.
 pub struct MinimalDcs {
@@ -26,37 +24,13 @@ pub struct MinimalDcs {
     lease: Option<i64>,
 }
 
-fn dcs(error: EtcdError) -> DcsError {
-    match error {
-        EtcdError::Unavailable(why) => DcsError::Unavailable(why),
-        other => DcsError::Failed(format!("{other:?}")),
-    }
-}
-
-fn is(key: &str, target: Target) -> Compare {
-    Compare { key: key.to_owned(), op: CompareOp::Equal, target }
-}
-
-fn put(key: &str, value: &str, lease: Option<i64>) -> TxnOp {
-    TxnOp::Put((key.to_owned(), value.as_bytes().to_vec(), lease))
-}
-
-fn txn(compares: Vec<Compare>, success: Vec<TxnOp>) -> Result<TxnResult, DcsError> {
-    etcd::txn(&TxnRequest { compares, success, failure: Vec::new() }).map_err(dcs)
+/// Run `success` if every compare holds; whether it ran.
+fn txn(compares: Vec<Compare>, success: Vec<TxnOp>) -> Result<bool, DcsError> {
+    Ok(etcd::txn(&TxnRequest::when(compares, success))?.succeeded)
 }
 
 fn version(text: &str) -> Result<i64, DcsError> {
     text.parse().map_err(|_| DcsError::Failed(format!("{text:?} is not a version of this store")))
-}
-
-/// `kv` as an entry whose key is relative: the first `skip` bytes cut off.
-fn entry(kv: KeyValue, skip: usize) -> Entry {
-    Entry {
-        key: kv.key[skip..].to_owned(),
-        value: String::from_utf8_lossy(&kv.value).into_owned(),
-        version: kv.mod_revision.to_string(),
-        session: (kv.lease != 0).then(|| kv.lease.to_string()),
-    }
 }
 
 impl MinimalDcs {
@@ -74,17 +48,16 @@ impl MinimalDcs {
             match etcd::lease_keep_alive(id) {
                 Ok(remaining) if remaining > 0 => return Ok(id),
                 Ok(_) | Err(EtcdError::LeaseNotFound) => {}
-                Err(other) => return Err(dcs(other)),
+                Err(other) => return Err(other.into()),
             }
         }
-        let id = etcd::lease_grant(self.ttl.into()).map_err(dcs)?;
+        let id = etcd::lease_grant(self.ttl.into())?;
         self.lease = Some(id);
         Ok(id)
     }
 
     fn read(&self, prefix: &str) -> Result<Vec<KeyValue>, DcsError> {
-        let found = etcd::range(&KeyRange::prefix(prefix), RangeOptions::LINEARIZABLE);
-        Ok(found.map_err(dcs)?.kvs)
+        Ok(etcd::range(&KeyRange::prefix(prefix), RangeOptions::LINEARIZABLE)?.kvs)
     }
 
     /// Write (`Some(value)`) or delete (`None`) a value, compare-and-set when `expected`.
@@ -92,13 +65,14 @@ impl MinimalDcs {
         &self,
         key: ValueKey,
         value: Option<&str>,
-        expected: Option<&str>,
+        at: Option<&str>,
     ) -> Result<String, DcsError> {
         let key = self.key(keel_sdk::dcs::value_key_name(key));
-        let op = value.map_or_else(|| TxnOp::Delete(KeyRange::key(&key)), |v| put(&key, v, None));
-        let at = expected.map(version).transpose()?;
-        let done =
-            txn(at.map(|v| is(&key, Target::ModRevision(v))).into_iter().collect(), vec![op])?;
+        let op =
+            value.map_or_else(|| TxnOp::delete(KeyRange::key(&key)), |v| TxnOp::put(&key, v, None));
+        let at = at.map(version).transpose()?;
+        let compare = at.map(|v| Compare::equal(&key, Target::ModRevision(v)));
+        let done = etcd::txn(&TxnRequest::when(compare.into_iter().collect(), vec![op]))?;
         match done.succeeded {
             true => Ok(done.revision.to_string()),
             false => Err(DcsError::Conflict(format!("{key} is no longer at version {at:?}"))),
@@ -120,74 +94,61 @@ impl DcsPlugin for MinimalDcs {
         let group = match scope {
             LoadScope::OwnGroup => self.group,
             LoadScope::Group(group) => Some(group),
+            // `<cluster><group>/<key>`: one read, split by group.
             LoadScope::Formation => {
-                // `<cluster>/<group>/<key>`: one read, split by group, ascending.
-                let mut groups: BTreeMap<u32, Vec<Entry>> = BTreeMap::new();
-                for kv in self.read(&self.cluster)? {
-                    let rest = &kv.key[self.cluster.len()..];
-                    if let Some((Ok(group), dir)) =
-                        rest.split_once('/').map(|(g, _)| (g.parse(), g))
-                    {
-                        let skip = self.cluster.len() + dir.len() + 1;
-                        groups.entry(group).or_default().push(entry(kv, skip));
-                    }
-                }
-                let groups =
-                    groups.into_iter().map(|(g, entries)| GroupEntries { group: Some(g), entries });
-                return Ok(groups.collect());
+                return Ok(etcd::split_formation(&self.cluster, &self.read(&self.cluster)?));
             }
         };
         let base = self.group_path(group);
-        let entries = self.read(&base)?.into_iter().map(|kv| entry(kv, base.len()));
-        Ok(vec![GroupEntries { group, entries: entries.collect() }])
+        let entries = self.read(&base)?.iter().filter_map(|kv| kv.entry(&base)).collect();
+        Ok(vec![GroupEntries { group, entries }])
     }
 
     fn attempt_to_acquire_leader(&mut self) -> Result<bool, DcsError> {
         let (key, lease) = (self.key("leader"), self.lease()?);
-        let write = vec![put(&key, &self.member, Some(lease))];
-        Ok(txn(vec![is(&key, Target::CreateRevision(0))], write)?.succeeded)
+        let write = vec![TxnOp::put(&key, self.member.as_str(), Some(lease))];
+        txn(vec![Compare::absent(&key)], write)
     }
 
     fn update_leader(&mut self) -> Result<bool, DcsError> {
         let (key, lease) = (self.key("leader"), self.lease()?);
-        let ours = is(&key, Target::Value(self.member.clone().into_bytes()));
+        let ours = Compare::equal(&key, Target::Value(self.member.clone().into_bytes()));
         // Ours and on our lease: the keep-alive in `lease()` was the renewal.
-        if txn(vec![ours.clone(), is(&key, Target::Lease(lease))], Vec::new())?.succeeded {
+        if txn(vec![ours.clone(), Compare::equal(&key, Target::Lease(lease))], Vec::new())? {
             return Ok(true);
         }
         // Ours on an older lease (the ttl changed), or gone: write it again.
-        let write = || vec![put(&key, &self.member, Some(lease))];
-        Ok(txn(vec![ours], write())?.succeeded
-            || txn(vec![is(&key, Target::CreateRevision(0))], write())?.succeeded)
+        let write = || vec![TxnOp::put(&key, self.member.as_str(), Some(lease))];
+        Ok(txn(vec![ours], write())? || txn(vec![Compare::absent(&key)], write())?)
     }
 
     fn take_leader(&mut self) -> Result<bool, DcsError> {
         let lease = self.lease()?;
-        etcd::put(&self.key("leader"), self.member.as_bytes(), Some(lease)).map_err(dcs)?;
+        etcd::put(&self.key("leader"), self.member.as_bytes(), Some(lease))?;
         Ok(true)
     }
 
     fn delete_leader(&mut self) -> Result<bool, DcsError> {
         let key = self.key("leader");
-        let ours = is(&key, Target::Value(self.member.clone().into_bytes()));
-        Ok(txn(vec![ours], vec![TxnOp::Delete(KeyRange::key(&key))])?.succeeded)
+        let ours = Compare::equal(&key, Target::Value(self.member.clone().into_bytes()));
+        txn(vec![ours], vec![TxnOp::delete(KeyRange::key(&key))])
     }
 
     fn touch_member(&mut self, value: String) -> Result<bool, DcsError> {
         let lease = self.lease()?;
         let key = self.key(&format!("members/{}", self.member));
-        etcd::put(&key, value.as_bytes(), Some(lease)).map_err(dcs)?;
+        etcd::put(&key, value.as_bytes(), Some(lease))?;
         Ok(true)
     }
 
     fn initialize(&mut self, create_new: bool, value: String) -> Result<bool, DcsError> {
         let key = self.key("initialize");
-        let absent = create_new.then(|| is(&key, Target::CreateRevision(0)));
-        Ok(txn(absent.into_iter().collect(), vec![put(&key, &value, None)])?.succeeded)
+        let absent = create_new.then(|| Compare::absent(&key));
+        txn(absent.into_iter().collect(), vec![TxnOp::put(&key, value, None)])
     }
 
     fn cancel_initialization(&mut self) -> Result<bool, DcsError> {
-        Ok(etcd::delete(&KeyRange::key(self.key("initialize"))).map_err(dcs)? > 0)
+        Ok(etcd::delete(&KeyRange::key(self.key("initialize")))? > 0)
     }
 
     fn set_value(
@@ -204,7 +165,7 @@ impl DcsPlugin for MinimalDcs {
     }
 
     fn delete_cluster(&mut self) -> Result<(), DcsError> {
-        etcd::delete(&KeyRange::prefix(self.group_path(self.group))).map_err(dcs).map(drop)
+        Ok(etcd::delete(&KeyRange::prefix(self.group_path(self.group))).map(drop)?)
     }
 
     fn set_ttl(&mut self, seconds: u32) -> Result<(), DcsError> {
@@ -215,21 +176,17 @@ impl DcsPlugin for MinimalDcs {
         Ok(())
     }
 
-    fn set_retry_timeout(&mut self, _seconds: u32) -> Result<(), DcsError> {
-        Ok(())
-    }
-
     fn watch(&mut self, leader_version: Option<String>, timeout_ms: u32) -> Result<bool, DcsError> {
         let key = KeyRange::key(self.key("leader"));
         let start = match leader_version {
             Some(v) => version(&v)? + 1,
             // No leader now: wait for whatever happens after the current revision.
-            None => etcd::range(&key, RangeOptions::LINEARIZABLE).map_err(dcs)?.revision + 1,
+            None => etcd::range(&key, RangeOptions::LINEARIZABLE)?.revision + 1,
         };
         match etcd::watch_wait(&key, start, timeout_ms) {
             Ok(seen) => Ok(!seen.events.is_empty()),
             Err(EtcdError::Compacted) => Ok(true),
-            Err(other) => Err(dcs(other)),
+            Err(other) => Err(other.into()),
         }
     }
 }
