@@ -20,7 +20,6 @@ const KNOWN: &[&str] = &[
     "user",
     "password",
     "cacert",
-    "ca_cert",
     "cert",
     "key",
     "use_proxies",
@@ -55,6 +54,13 @@ pub fn validate(section: &str) -> Result<(), DcsError> {
                 return Err(DcsError::InvalidConfig(format!(
                     "etcd3.protocol: expected http or https, got {value}"
                 )));
+            }
+            // Patroni renames `cacert` to `ca_cert` inside its client; a section
+            // that says `ca_cert` would have its CA ignored by both.
+            "ca_cert" => {
+                return Err(DcsError::InvalidConfig(
+                    "etcd3.ca_cert: not a setting; the CA file is etcd3.cacert".into(),
+                ));
             }
             "srv" | "proxy" => {
                 return Err(DcsError::InvalidConfig(format!(

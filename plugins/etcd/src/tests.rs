@@ -173,6 +173,7 @@ fn bad_sections_are_refused_naming_the_key() {
         (r#"{"hosts": 5}"#, "etcd3.hosts"),
         (r#"{"protocol": "gopher"}"#, "etcd3.protocol"),
         (r#"{"srv": "example"}"#, "etcd3.srv"),
+        (r#"{"ca_cert": "/ca.pem"}"#, "etcd3.cacert"),
     ] {
         match Etcd3::configure(Settings {
             config: section.into(),
