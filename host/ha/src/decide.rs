@@ -10,7 +10,7 @@ use crate::observation::{
     ConfigExt, DataDir, DcsUnreachable, Divergence, FailsafeAnswer, LockAnswer, Observation,
     PgRole, Process, RunningAction,
 };
-use crate::plan::{Action, Decision, DemoteMode, PeerRequest, Plan, Question};
+use crate::plan::{Action, Decision, DemoteMode, PeerRequest, Plan, Question, Source};
 use crate::switchover::LeaderSide;
 use crate::{race, switchover, sync};
 
@@ -154,6 +154,12 @@ impl<'a> Cycle<'a> {
         !pg.is_stopped() && pg.role == PgRole::Primary
     }
 
+    /// The dynamic configuration makes this a standby cluster: its leader
+    /// replicates from a remote source instead of accepting writes.
+    pub(crate) fn standby_cluster(&self) -> bool {
+        self.obs.config.is_standby_cluster()
+    }
+
     /// Synchronous mode is on and `/sync` names a leader.
     pub(crate) fn sync_active(&self) -> bool {
         self.obs.config.sync_mode() && !self.cluster.sync.is_empty()
@@ -258,11 +264,24 @@ impl<'a> Cycle<'a> {
 
     fn finish_bootstrap(&self) -> Plan {
         let pg = &self.obs.postgres;
-        let Some(sysid) = pg.sysid().filter(|_| pg.is_primary()) else {
-            return Plan::new(
-                "bootstrap failed: PostgreSQL is not running as a primary after bootstrap; \
-                 initialize key removed",
-            )
+        // A standby cluster's first member was cloned from the remote source and
+        // runs as a replica of it: the standby leader.
+        let standby = self.standby_cluster();
+        let up = if standby {
+            !pg.is_stopped()
+        } else {
+            pg.is_primary()
+        };
+        let Some(sysid) = pg.sysid().filter(|_| up) else {
+            let expected = if standby {
+                "running"
+            } else {
+                "running as a primary"
+            };
+            return Plan::new(format!(
+                "bootstrap failed: PostgreSQL is not {expected} after bootstrap; initialize key \
+                 removed"
+            ))
             .with(Action::CancelInitialization);
         };
         let mut plan = Plan::new("initialized a new cluster").with(Action::WriteInitialize {
@@ -272,6 +291,9 @@ impl<'a> Cycle<'a> {
             plan = plan.with(Action::WriteConfig);
         }
         plan = plan.with(Action::TakeLock);
+        if standby {
+            return plan;
+        }
         if self.obs.config.sync_mode() {
             plan = plan.with(Action::SetSynchronousStandbyNames(sync::empty_names(
                 &self.obs.config,
@@ -353,11 +375,11 @@ impl<'a> Cycle<'a> {
             return Ok(match source {
                 Some(replica) => Plan::new(format!("trying to bootstrap from replica '{replica}'"))
                     .with(Action::Clone {
-                        source: Some(replica.to_owned()),
+                        source: Some(Source::member(replica)),
                     }),
                 None => Plan::new(format!("trying to bootstrap from leader '{leader}'")).with(
                     Action::Clone {
-                        source: Some(leader.to_owned()),
+                        source: Some(Source::member(leader)),
                     },
                 ),
             });
@@ -365,6 +387,10 @@ impl<'a> Cycle<'a> {
         if cluster.initialize.is_none() && !obs.me.nofailover() && obs.me.can_bootstrap {
             return Ok(match obs.answers.initialize.as_ref() {
                 None => return Err(Question::Initialize),
+                Some(Ok(true)) if self.standby_cluster() => {
+                    Plan::new("trying to bootstrap a new standby leader")
+                        .with(Action::BootstrapStandby)
+                }
                 Some(Ok(true)) => {
                     Plan::new("trying to bootstrap a new cluster").with(Action::Bootstrap)
                 }
@@ -376,7 +402,11 @@ impl<'a> Cycle<'a> {
             return Ok(Plan::new("trying to bootstrap (without leader)")
                 .with(Action::Clone { source: None }));
         }
-        Ok(Plan::new("waiting for leader to bootstrap"))
+        Ok(Plan::new(if self.standby_cluster() {
+            "waiting for standby_leader to bootstrap"
+        } else {
+            "waiting for leader to bootstrap"
+        }))
     }
 
     /// §4.2 step 11 and §4.13 "recover".
@@ -395,6 +425,15 @@ impl<'a> Cycle<'a> {
         let crashed = matches!(pg.process, Process::Stopped { crashed: true });
         if self.i_hold() {
             match self.refresh()? {
+                LockAnswer::Held if self.standby_cluster() => {
+                    return Ok(Plan::new(
+                        "starting as a standby leader because i had the session lock",
+                    )
+                    .with(Action::Start {
+                        as_primary: false,
+                        upstream: self.follow_target(),
+                    }));
+                }
                 LockAnswer::Held => {
                     if crashed && pg.role == PgRole::Primary {
                         return Ok(Plan::new("starting primary after failure").with(
@@ -437,6 +476,8 @@ impl<'a> Cycle<'a> {
         let upstream = self.follow_target();
         let message = if leader.is_some() {
             "starting as a secondary"
+        } else if upstream == Some(Source::Remote) {
+            "trying to follow a remote member because standby cluster is unhealthy"
         } else {
             "starting as a secondary (no leader yet)"
         };
@@ -476,19 +517,43 @@ impl<'a> Cycle<'a> {
         }
     }
 
-    /// §4.4.1 step 1: who to stream from.
-    pub(crate) fn follow_target(&self) -> Option<String> {
+    /// §4.4.1 step 1: who to stream from. In a standby cluster the standby
+    /// leader, and everyone while there is none (unless paused), streams from
+    /// the remote source.
+    pub(crate) fn follow_target(&self) -> Option<Source> {
         let me = &self.obs.me;
         if me.tags.nostream() {
             return None;
+        }
+        if self.standby_cluster() && (self.i_hold() || self.leader.is_none() && !self.paused()) {
+            return Some(Source::Remote);
         }
         if let Some(from) = me.tags.replicatefrom()
             && from != me.name
             && self.cluster.member(from).is_some()
         {
-            return Some(from.to_owned());
+            return Some(Source::member(from));
         }
-        self.leader.filter(|l| *l != me.name).map(str::to_owned)
+        self.leader.filter(|l| *l != me.name).map(Source::member)
+    }
+
+    /// The standby leader's part (Patroni's `enforce_follow_remote_member`):
+    /// replicate from the remote source; a primary here demotes into it.
+    fn follow_remote(&self, message: &str) -> Plan {
+        let upstream = self.follow_target();
+        if self.acts_as_primary() {
+            if self.paused() {
+                return Plan::new("continue to run as primary without lock");
+            }
+            return Plan::new("cannot be a real primary in standby cluster").with(Action::Demote {
+                mode: DemoteMode::ToStandbyLeader,
+                upstream,
+            });
+        }
+        if self.obs.postgres.upstream != upstream {
+            return Plan::new(message).with(Action::Follow { upstream });
+        }
+        Plan::new(message)
     }
 
     /// §4.13 "long action running".
@@ -555,7 +620,11 @@ impl<'a> Cycle<'a> {
                             }
                         }
                     }
-                    let next = if self.acts_as_primary() {
+                    let next = if self.standby_cluster() {
+                        self.follow_remote(
+                            "promoted self to a standby leader by acquiring session lock",
+                        )
+                    } else if self.acts_as_primary() {
                         self.enforce_primary_role("acquired session lock as a leader")
                     } else {
                         self.enforce_primary_role(
@@ -619,7 +688,7 @@ impl<'a> Cycle<'a> {
     fn healthy_cluster(&self, leader: &str) -> Step {
         let obs = self.obs;
         if leader == self.me() && self.i_hold() {
-            if self.paused() && !self.acts_as_primary() {
+            if self.paused() && !self.acts_as_primary() && !self.standby_cluster() {
                 let candidate = self
                     .cluster
                     .failover
@@ -643,7 +712,19 @@ impl<'a> Cycle<'a> {
                             note,
                         } => (actions, wake_at, note),
                     };
-                    let mut plan = if self.acts_as_primary() {
+                    let mut plan = if self.standby_cluster() {
+                        let settled = self.obs.postgres.upstream == self.follow_target()
+                            && !self.acts_as_primary();
+                        self.follow_remote(&if settled {
+                            format!(
+                                "no action. I am ({}), the standby leader with the lock",
+                                self.me()
+                            )
+                        } else {
+                            "promoted self to a standby leader because i had the session lock"
+                                .to_owned()
+                        })
+                    } else if self.acts_as_primary() {
                         self.enforce_primary_role(&format!(
                             "no action. I am ({}), the leader with the lock",
                             self.me()
@@ -653,7 +734,7 @@ impl<'a> Cycle<'a> {
                             "promoted self to leader because I had the session lock",
                         )
                     };
-                    if self.acts_as_primary() {
+                    if self.acts_as_primary() && !self.standby_cluster() {
                         plan.actions.insert(0, Action::Checkpoint);
                     }
                     plan.actions.splice(0..0, before);
@@ -712,8 +793,13 @@ impl<'a> Cycle<'a> {
             return self.repair_divergence(leader);
         }
         let upstream = self.follow_target();
+        let whom = if self.standby_cluster() {
+            "a standby leader"
+        } else {
+            "a leader"
+        };
         let message = format!(
-            "no action. I am ({}), a secondary, and following a leader ({leader})",
+            "no action. I am ({}), a secondary, and following {whom} ({leader})",
             self.me()
         );
         if pg.upstream != upstream {

@@ -62,4 +62,4 @@ pub use observation::{
     Memory, Observation, PeerStatus, PgRole, Postgres, PreviousMember, Process, ReplicationRow,
     RunningAction,
 };
-pub use plan::{Action, Decision, DemoteMode, PeerRequest, Plan, Question};
+pub use plan::{Action, Decision, DemoteMode, PeerRequest, Plan, Question, Source};

@@ -141,8 +141,8 @@ pub struct Postgres {
     pub timeline: u32,
     /// Flush LSN on a primary, max(receive, replay) on a replica.
     pub wal_position: u64,
-    /// The member this replica is configured to stream from (`None`: none, or primary).
-    pub upstream: Option<String>,
+    /// Where this replica is configured to stream from (`None`: nowhere, or primary).
+    pub upstream: Option<crate::Source>,
     /// The running `synchronous_standby_names`, as Keel last set it.
     pub synchronous_standby_names: String,
     /// `pg_stat_replication` on a primary.

@@ -37,6 +37,40 @@ pub struct PeerRequest {
     pub api_url: String,
 }
 
+/// Where a replica streams, or a new member clones, from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A member of this cluster, by name.
+    Member(String),
+    /// The source of this standby cluster (`standby_cluster` in the dynamic
+    /// configuration): outside the cluster, not a member.
+    Remote,
+}
+
+impl Source {
+    /// A member by name.
+    pub fn member(name: impl Into<String>) -> Self {
+        Self::Member(name.into())
+    }
+
+    /// The member's name, `None` for the remote source.
+    pub fn member_name(&self) -> Option<&str> {
+        match self {
+            Self::Member(name) => Some(name),
+            Self::Remote => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Member(name) => f.write_str(name),
+            Self::Remote => f.write_str("the standby cluster's source"),
+        }
+    }
+}
+
 /// How a primary steps down (Patroni's demotion kinds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DemoteMode {
@@ -49,6 +83,9 @@ pub enum DemoteMode {
     ImmediateNoLock,
     /// The DCS is unreachable: fast stop, do not touch the DCS, follow nobody.
     Offline,
+    /// The cluster became a standby cluster: fast stop, keep the key, and follow
+    /// the remote source as the standby leader (Patroni's `demote-cluster`).
+    ToStandbyLeader,
 }
 
 impl DemoteMode {
@@ -112,8 +149,12 @@ pub enum Action {
     /// Start a long action: create a replica from `source` (`None`: without a leader).
     Clone {
         /// The member to clone from.
-        source: Option<String>,
+        source: Option<Source>,
     },
+    /// Start a long action: create the standby leader of a new standby cluster
+    /// from the remote source, and start it following that source. Succeeds like
+    /// [`Action::Bootstrap`] (the executor sets `bootstrapped`).
+    BootstrapStandby,
     /// Start a long action: pre-promote hook, MPP before-promote, promote, wait for writes,
     /// MPP after-promote.
     Promote,
@@ -121,20 +162,20 @@ pub enum Action {
     Start {
         /// As a primary (crash restart of the lock holder) or as a replica.
         as_primary: bool,
-        /// For a replica, the member to stream from.
-        upstream: Option<String>,
+        /// For a replica, where to stream from.
+        upstream: Option<Source>,
     },
     /// Point a replica at `upstream` (rewrite primary_conninfo; reload or restart).
     Follow {
-        /// The member to stream from; `None`: recover from the archive only.
-        upstream: Option<String>,
+        /// Where to stream from; `None`: recover from the archive only.
+        upstream: Option<Source>,
     },
     /// Demote a running primary (a long action), then run as a replica of `upstream`.
     Demote {
         /// How.
         mode: DemoteMode,
         /// Who to follow afterwards (ignored by [`DemoteMode::Offline`]).
-        upstream: Option<String>,
+        upstream: Option<Source>,
     },
     /// Stop PostgreSQL immediately (empty or inaccessible data directory).
     StopImmediate,

@@ -100,7 +100,7 @@ pub(crate) fn process_as_leader(c: &Cycle<'_>) -> Result<LeaderSide, Question> {
                 Ok(LeaderSide::Demote(
                     Plan::new(format!("{action}: demoting myself")).with(Action::Demote {
                         mode: DemoteMode::Graceful,
-                        upstream: candidate.map(str::to_owned),
+                        upstream: candidate.map(crate::Source::member),
                     }),
                 ))
             } else {

@@ -82,7 +82,7 @@ pub(crate) fn replica(upstream: Option<&str>) -> Postgres {
         role: PgRole::Replica,
         timeline: 2,
         wal_position: 1000,
-        upstream: upstream.map(str::to_owned),
+        upstream: upstream.map(crate::Source::member),
         ..Postgres::empty()
     }
 }

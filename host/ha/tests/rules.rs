@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use keel_config::DynamicConfig;
 use keel_ha::{
     Action, Answers, DataDir, DcsUnreachable, Decision, DemoteMode, LockAnswer, Me, Memory,
-    Observation, PeerStatus, PgRole, Postgres, Process, Question, decide,
+    Observation, PeerStatus, PgRole, Postgres, Process, Question, Source, decide,
 };
 use keel_model::{Cluster, Entry};
 
@@ -254,7 +254,7 @@ fn someone_else_leads() {
     );
     assert!(
         p.actions.contains(&Action::Follow {
-            upstream: Some("b".into())
+            upstream: Some(Source::member("b"))
         }),
         "a replica follows the leader: {p:?}"
     );
@@ -335,7 +335,7 @@ fn bootstrap_and_clone() {
     assert_eq!(
         p.actions,
         vec![Action::Clone {
-            source: Some("b".into())
+            source: Some(Source::member("b"))
         }]
     );
 }
@@ -428,4 +428,161 @@ fn a_leader_whose_postgres_will_not_come_up_hands_over_after_primary_start_timeo
     let p = plan(o, &answers(false));
     assert!(p.actions.is_empty(), "{p:?}");
     assert!(p.message.contains("continuing to wait"), "{p:?}");
+}
+
+/// A standby cluster (`standby_cluster` in the dynamic configuration): its leader
+/// replicates from the remote source instead of accepting writes, and everything a
+/// primary would do is replaced by following that source.
+#[test]
+fn a_standby_cluster_is_led_by_a_replica_of_the_remote_source() {
+    let standby = |o: &mut Observation| {
+        o.config = DynamicConfig::from_json_lenient(
+            r#"{"standby_cluster":{"host":"10.0.0.9","port":5432}}"#,
+        )
+        .0;
+    };
+    let with = |c: Result<Cluster, DcsUnreachable>, pg: Postgres| {
+        let mut o = obs(c, pg);
+        standby(&mut o);
+        o
+    };
+    let answers = |refresh, acquire, initialize| Answers {
+        refresh,
+        acquire,
+        initialize,
+        ..Answers::default()
+    };
+    let following = |mut pg: Postgres, source: Option<Source>| {
+        pg.upstream = source;
+        pg
+    };
+    let remote = Some(Source::Remote);
+
+    // Empty node, empty cluster: the initialize winner clones the remote source.
+    let p = plan(
+        with(Ok(Cluster::from_entries(&[])), Postgres::empty()),
+        &answers(None, None, Some(Ok(true))),
+    );
+    assert_eq!(p.actions, vec![Action::BootstrapStandby], "{p:?}");
+    // ... and finishes like a bootstrap, though it runs as a replica.
+    let mut o = with(
+        Ok(Cluster::from_entries(&[entry("initialize", "")])),
+        following(running(PgRole::Replica, 100), remote.clone()),
+    );
+    o.memory.bootstrapped = true;
+    let p = plan(o, &Answers::default());
+    assert!(p.actions.contains(&Action::TakeLock), "{p:?}");
+    assert!(!p.actions.contains(&Action::UpdateHistory), "{p:?}");
+
+    let holding = || {
+        cluster(&[
+            entry("leader", ME),
+            member(ME, "standby_leader", 100),
+            member("b", "replica", 90),
+        ])
+    };
+    let held = answers(Some(LockAnswer::Held), None, None);
+    // The lock holder follows the remote source, and says so once it does.
+    let p = plan(
+        with(
+            Ok(holding()),
+            following(running(PgRole::Replica, 100), Some(Source::member("b"))),
+        ),
+        &held,
+    );
+    assert_eq!(
+        p.actions,
+        vec![Action::Follow {
+            upstream: remote.clone()
+        }],
+        "{p:?}"
+    );
+    assert!(
+        p.message.contains("promoted self to a standby leader"),
+        "{p:?}"
+    );
+    let p = plan(
+        with(
+            Ok(holding()),
+            following(running(PgRole::Replica, 100), remote.clone()),
+        ),
+        &held,
+    );
+    assert!(p.actions.is_empty(), "{p:?}");
+    assert_eq!(
+        p.message,
+        "no action. I am (a), the standby leader with the lock"
+    );
+    // A primary holding the lock of a cluster turned standby demotes, keeping the key.
+    let p = plan(with(Ok(holding()), running(PgRole::Primary, 100)), &held);
+    assert_eq!(
+        p.actions,
+        vec![Action::Demote {
+            mode: DemoteMode::ToStandbyLeader,
+            upstream: remote.clone()
+        }],
+        "{p:?}"
+    );
+    // Stopped, the holder starts as a replica of the remote source, never as a primary.
+    let mut crashed = following(running(PgRole::Primary, 100), None);
+    crashed.process = Process::Stopped { crashed: true };
+    let p = plan(with(Ok(holding()), crashed), &held);
+    assert_eq!(
+        p.actions,
+        vec![Action::Start {
+            as_primary: false,
+            upstream: remote.clone()
+        }],
+        "{p:?}"
+    );
+
+    // The winner of a leader race follows the remote source rather than promoting.
+    let unlocked = || cluster(&[member(ME, "replica", 100), member("b", "replica", 90)]);
+    let mut o = with(
+        Ok(unlocked()),
+        following(running(PgRole::Replica, 100), Some(Source::member("c"))),
+    );
+    o.answers.peers = Some(vec![peer("b", true, 90)]);
+    let p = plan(o, &answers(None, Some(LockAnswer::Held), None));
+    assert!(!p.actions.contains(&Action::Promote), "{p:?}");
+    assert!(
+        p.actions.contains(&Action::Follow {
+            upstream: remote.clone()
+        }),
+        "{p:?}"
+    );
+
+    // Another member leads: follow it, as in any cluster.
+    let led = cluster(&[
+        entry("leader", "b"),
+        member(ME, "replica", 90),
+        member("b", "standby_leader", 100),
+    ]);
+    let p = plan(
+        with(Ok(led), running(PgRole::Replica, 90)),
+        &Answers::default(),
+    );
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::Follow {
+                upstream: Some(Source::member("b"))
+            },
+            Action::TriggerRewindCheck
+        ]
+    );
+    assert!(
+        p.message.contains("following a standby leader (b)"),
+        "{p:?}"
+    );
+
+    // Without the section, the lock holder is promoted: the standby cluster is promoted.
+    let p = plan(
+        obs(
+            Ok(holding()),
+            following(running(PgRole::Replica, 100), remote),
+        ),
+        &held,
+    );
+    assert!(p.actions.contains(&Action::Promote), "{p:?}");
 }

@@ -75,6 +75,21 @@ pub struct Upstream {
     pub port: u16,
     /// Database, default `postgres`.
     pub dbname: String,
+    /// Set when the server is outside this cluster: the source of a standby cluster.
+    pub remote: Option<RemoteSource>,
+}
+
+/// How to replicate from a server outside this cluster (Patroni's `standby_cluster`
+/// section): its own slot and recovery settings, and the replica methods to clone with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteSource {
+    /// The slot to stream from on the source; `None`: stream without a slot.
+    pub primary_slot_name: Option<String>,
+    /// Recovery parameters that replace the member's own (`restore_command`,
+    /// `archive_cleanup_command`, `recovery_min_apply_delay`).
+    pub recovery: crate::Parameters,
+    /// The replica methods to clone with; `None`: the member's own.
+    pub create_replica_methods: Option<Vec<crate::replica::ReplicaMethod>>,
 }
 
 impl Upstream {
@@ -84,6 +99,7 @@ impl Upstream {
             host: host.into(),
             port,
             dbname: "postgres".to_owned(),
+            remote: None,
         }
     }
 

@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use bin::Binaries;
 pub use bootstrap::{BootstrapMethod, InitdbOption};
 pub use config::{Parameters, RecoveryConfig};
-pub use connection::{Credentials, Upstream};
+pub use connection::{Credentials, RemoteSource, Upstream};
 pub use error::{Error, Result, RewindBlocker, Wait};
 pub use guc::{ParameterPlan, PendingChange};
 pub use misc::{ControlData, HistoryEntry, Lsn};

@@ -97,7 +97,11 @@ impl Postgres {
     /// are tried. Returns the name of the method that worked. PostgreSQL is not started.
     pub async fn create_replica(&self, source: Option<&Upstream>) -> Result<String> {
         let mut tried = Vec::new();
-        for method in &self.settings.create_replica_methods {
+        let methods = source
+            .and_then(|s| s.remote.as_ref())
+            .and_then(|r| r.create_replica_methods.as_ref())
+            .unwrap_or(&self.settings.create_replica_methods);
+        for method in methods {
             if source.is_none() && !method.no_leader() {
                 continue;
             }
@@ -217,8 +221,21 @@ impl Postgres {
 
     /// The recovery configuration for streaming from `upstream` (`None`: a standby without a
     /// primary).
+    /// From a remote source (a standby cluster's), its slot and recovery settings replace
+    /// the member's own.
     pub fn recovery_for(&self, upstream: Option<&Upstream>) -> RecoveryConfig {
         let s = &self.settings;
+        if let Some(remote) = upstream.and_then(|u| u.remote.as_ref()) {
+            let mut extra = s.recovery_conf.clone();
+            for (k, v) in remote.recovery.iter() {
+                extra.set(k, v);
+            }
+            return RecoveryConfig {
+                primary_conninfo: upstream.map(|u| self.source_conninfo(u)),
+                primary_slot_name: remote.primary_slot_name.clone(),
+                extra,
+            };
+        }
         RecoveryConfig {
             primary_conninfo: upstream.map(|u| self.source_conninfo(u)),
             primary_slot_name: (s.use_slots && upstream.is_some())

@@ -152,10 +152,14 @@ impl World {
             }
             Action::Checkpoint => {}
             Action::Bootstrap => self.start_long(i, Long::Bootstrap)?,
+            // The simulated clusters are never standby clusters: no remote source.
+            Action::BootstrapStandby => {
+                return Err(failed("the simulation has no standby cluster to bootstrap"));
+            }
             Action::Clone { source } => self.start_long(
                 i,
                 Long::Clone {
-                    source: source.clone(),
+                    source: member_of(source.as_ref()),
                 },
             )?,
             Action::Promote => self.start_long(i, Long::Promote)?,
@@ -169,14 +173,14 @@ impl World {
                         as_primary: *as_primary,
                     },
                 )?;
-                self.nodes[i].pg.upstream = upstream.clone().filter(|_| !*as_primary);
+                self.nodes[i].pg.upstream = member_of(upstream.as_ref()).filter(|_| !*as_primary);
             }
-            Action::Follow { upstream } => self.nodes[i].pg.upstream.clone_from(upstream),
+            Action::Follow { upstream } => self.nodes[i].pg.upstream = member_of(upstream.as_ref()),
             Action::Demote { mode, upstream } => self.start_long(
                 i,
                 Long::Demote {
                     mode: *mode,
-                    upstream: upstream.clone(),
+                    upstream: member_of(upstream.as_ref()),
                     stopped: false,
                 },
             )?,
@@ -264,6 +268,13 @@ impl World {
     }
 }
 
+/// The member a source names (the simulation has no remote sources).
+fn member_of(source: Option<&keel_ha::Source>) -> Option<String> {
+    source
+        .and_then(keel_ha::Source::member_name)
+        .map(str::to_owned)
+}
+
 /// An action in a few words, for the trace.
 pub(crate) fn short(action: &Action) -> String {
     match action {
@@ -281,6 +292,7 @@ pub(crate) fn short(action: &Action) -> String {
         Action::WriteFailsafe => "failsafe".to_owned(),
         Action::Checkpoint => "checkpoint".to_owned(),
         Action::Bootstrap => "BOOTSTRAP".to_owned(),
+        Action::BootstrapStandby => "BOOTSTRAP standby".to_owned(),
         Action::Clone { source } => format!("CLONE from {source:?}"),
         Action::Promote => "PROMOTE".to_owned(),
         Action::Start {

@@ -101,7 +101,7 @@ impl World {
                 self.draw(match mode {
                     DemoteMode::Graceful => STOP_GRACEFUL,
                     DemoteMode::Immediate | DemoteMode::ImmediateNoLock => STOP_IMMEDIATE,
-                    DemoteMode::Offline => STOP_FAST,
+                    DemoteMode::Offline | DemoteMode::ToStandbyLeader => STOP_FAST,
                 })
             }
         };

@@ -81,7 +81,7 @@ impl World {
             role: pg.role,
             timeline: wal.map_or(0, |w| w.timeline()),
             wal_position: wal.map_or(0, |w| w.end()),
-            upstream: pg.upstream.clone(),
+            upstream: pg.upstream.clone().map(keel_ha::Source::Member),
             synchronous_standby_names: pg.ssn.clone(),
             replication,
             pending_restart: false,

@@ -7,7 +7,9 @@ use anyhow::Context;
 use chrono::Utc;
 use keel_dcs::model::{Failover, Failsafe, HistoryLine, Role, Status, TimelineHistory};
 use keel_dcs::{Cluster, DcsError, MemberData};
-use keel_ha::{Action, DemoteMode, LockAnswer, Observation, PgRole, Plan, Question, RunningAction};
+use keel_ha::{
+    Action, DemoteMode, LockAnswer, Observation, PgRole, Plan, Question, RunningAction, Source,
+};
 use keel_postgres::{LeaderInfo, Postgres, RewindOutcome, StopMode, Upstream};
 use keel_runtime::MppEventKind;
 
@@ -15,6 +17,15 @@ use crate::callbacks::Callback;
 
 use super::observe::upstream_of;
 use super::{Daemon, Task, TaskOutcome, WIRE_VERSION, lock, peers};
+
+/// The role of a replica streaming from `upstream`: the standby leader streams
+/// from the standby cluster's source.
+fn replica_role(upstream: Option<&Source>) -> &'static str {
+    match upstream {
+        Some(Source::Remote) => "standby_leader",
+        _ => "replica",
+    }
+}
 
 fn lock_answer(result: Result<bool, DcsError>) -> LockAnswer {
     match result {
@@ -230,20 +241,29 @@ impl Daemon {
             }
             Action::TriggerRewindCheck => self.memory.rewind_check = true,
             Action::Follow { upstream } => {
-                let up = self.member_upstream(cluster, upstream.as_deref())?;
+                let up = self.upstream_of_source(cluster, upstream.as_ref())?;
                 self.pg.follow(up.as_ref()).await?;
                 self.upstream = upstream.clone();
-                self.role = "replica";
+                self.role = replica_role(upstream.as_ref());
             }
             Action::Bootstrap => self.spawn_bootstrap()?,
+            Action::BootstrapStandby => {
+                let remote = super::pgconf::remote_source(&self.settings, &self.dynamic)?;
+                self.upstream = Some(Source::Remote);
+                self.spawn(RunningAction::Bootstrap, move |pg| async move {
+                    pg.create_replica(Some(&remote)).await?;
+                    pg.follow(Some(&remote)).await?;
+                    Ok(TaskOutcome::Bootstrapped)
+                });
+            }
             Action::Clone { source } => {
-                let up = self.member_upstream(cluster, source.as_deref())?;
+                let up = self.upstream_of_source(cluster, source.as_ref())?;
                 let leader = cluster
                     .and_then(Cluster::leader_name)
                     .filter(|l| *l != self.settings.name)
                     .map(str::to_owned);
                 let leader_up = self.member_upstream(cluster, leader.as_deref())?;
-                self.upstream = leader;
+                self.upstream = leader.map(Source::Member);
                 self.spawn(RunningAction::Clone, move |pg| async move {
                     pg.create_replica(up.as_ref()).await?;
                     pg.follow(leader_up.as_ref()).await?;
@@ -272,9 +292,13 @@ impl Daemon {
                 upstream,
             } => {
                 let as_primary = *as_primary;
-                let up = self.member_upstream(cluster, upstream.as_deref())?;
+                let up = self.upstream_of_source(cluster, upstream.as_ref())?;
                 self.upstream = upstream.clone();
-                self.role = if as_primary { "primary" } else { "replica" };
+                self.role = if as_primary {
+                    "primary"
+                } else {
+                    replica_role(upstream.as_ref())
+                };
                 self.spawn(RunningAction::Start, move |pg| async move {
                     if as_primary {
                         pg.start_as_primary().await?;
@@ -300,7 +324,7 @@ impl Daemon {
                     upstream: up.clone(),
                     checkpoint_after_promote: leader.checkpoint_after_promote(),
                 };
-                self.upstream = Some(source.clone());
+                self.upstream = Some(Source::member(source));
                 self.spawn(RunningAction::Rewind, move |pg| async move {
                     match pg.rewind(&info).await? {
                         RewindOutcome::Rewound => {
@@ -317,6 +341,21 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Where a source is: a member's `conn_url`, or the standby cluster's source.
+    fn upstream_of_source(
+        &self,
+        cluster: Option<&Cluster>,
+        source: Option<&Source>,
+    ) -> anyhow::Result<Option<Upstream>> {
+        match source {
+            None => Ok(None),
+            Some(Source::Member(name)) => self.member_upstream(cluster, Some(name)),
+            Some(Source::Remote) => {
+                super::pgconf::remote_source(&self.settings, &self.dynamic).map(Some)
+            }
+        }
     }
 
     /// The upstream of a member by name (its `conn_url`).
@@ -345,7 +384,7 @@ impl Daemon {
     ) -> anyhow::Result<()> {
         let up = self.member_upstream(Some(cluster), Some(source))?;
         self.sysid = None;
-        self.upstream = Some(source.to_owned());
+        self.upstream = Some(Source::member(source));
         self.role = "replica";
         self.spawn(RunningAction::Reinitialize, move |pg| async move {
             pg.stop(StopMode::Immediate).await?;
@@ -412,7 +451,7 @@ impl Daemon {
     fn spawn_demote(
         &mut self,
         mode: DemoteMode,
-        upstream: Option<String>,
+        upstream: Option<Source>,
         cluster: Option<&Cluster>,
     ) -> anyhow::Result<()> {
         if let Some(task) = self.task.take() {
@@ -422,7 +461,7 @@ impl Daemon {
         let up = match mode {
             DemoteMode::Offline => None,
             _ => self
-                .member_upstream(cluster, upstream.as_deref())
+                .upstream_of_source(cluster, upstream.as_ref())
                 .unwrap_or(None),
         };
         self.upstream = if up.is_some() { upstream } else { None };
@@ -433,13 +472,16 @@ impl Daemon {
         // Only a graceful demotion of the lock holder pauses the coordinator's traffic (Patroni
         // sends before_demote for switchovers, not when the lock is already lost).
         let announce = self.memory.has_lock && mode == DemoteMode::Graceful;
-        self.memory.has_lock = false;
+        // A primary turned standby leader keeps the key (and refreshes it again next cycle).
+        self.memory.has_lock &= mode == DemoteMode::ToStandbyLeader;
         self.lease.disarm();
         let mpp = self.mpp.clone();
         let t = self.timeouts();
         self.spawn(RunningAction::Demote, move |pg| async move {
             let stop = match mode {
-                DemoteMode::Graceful | DemoteMode::Offline => StopMode::Fast,
+                DemoteMode::Graceful | DemoteMode::Offline | DemoteMode::ToStandbyLeader => {
+                    StopMode::Fast
+                }
                 DemoteMode::Immediate | DemoteMode::ImmediateNoLock => StopMode::Immediate,
             };
             if mode == DemoteMode::Graceful
@@ -602,7 +644,13 @@ impl Daemon {
                 }
             }
             Some(st) => {
-                data.role = Some(Role::Replica);
+                // The lock holder of a standby cluster runs as a replica.
+                let standby_leader = self.dynamic.is_standby_cluster() && self.memory.has_lock;
+                data.role = Some(if standby_leader {
+                    Role::StandbyLeader
+                } else {
+                    Role::Replica
+                });
                 let receive = st.receive_lsn.map(|l| l.0);
                 let replay = st.replay_lsn.map(|l| l.0);
                 data.xlog_location = receive.max(replay);
@@ -666,6 +714,7 @@ impl Daemon {
         let node = super::slots::Node {
             name: &self.settings.name,
             primary,
+            standby_leader: !primary && self.dynamic.is_standby_cluster() && self.memory.has_lock,
             nofailover: self.settings.tags.nofailover(),
         };
         let wanted = super::slots::wanted_slots(&node, cluster, &self.dynamic);

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     /// `synchronous_mode: quorum` is in force: standbys in `/sync` are quorum
     /// standbys, not synchronous ones.
     pub(crate) quorum_mode: bool,
+    /// `standby_cluster` is set: this cluster replicates from another one.
+    pub(crate) standby_cluster: bool,
     /// `maximum_lag_on_failover`, the default lag limit of `/readiness`.
     pub(crate) maximum_lag_on_failover: u64,
     /// A primary accepted by POST /failsafe, and when.
@@ -148,8 +150,8 @@ pub(crate) struct Daemon {
     /// Operator requests from the REST API.
     pub(crate) commands: tokio::sync::mpsc::UnboundedReceiver<requests::Command>,
     pub(crate) http: crate::peer_client::PeerClient,
-    /// The member replicas stream from, as last configured.
-    pub(crate) upstream: Option<String>,
+    /// Where this replica streams from, as last configured.
+    pub(crate) upstream: Option<keel_ha::Source>,
     /// `synchronous_standby_names` as last set.
     pub(crate) ssn: String,
     /// The system identifier, once read.
@@ -399,7 +401,12 @@ impl Daemon {
             TaskOutcome::Done => {}
             TaskOutcome::Bootstrapped => {
                 self.memory.bootstrapped = true;
-                self.role = "primary";
+                // A standby cluster's first member runs as a replica of its source.
+                self.role = if self.dynamic.is_standby_cluster() {
+                    "standby_leader"
+                } else {
+                    "primary"
+                };
             }
             TaskOutcome::Started => self.memory.just_started = true,
             TaskOutcome::Promoted => {
@@ -424,6 +431,9 @@ impl Daemon {
     /// The callback a finished long action calls for.
     fn run_callback_after(&mut self, kind: RunningAction, outcome: &TaskOutcome) {
         let (callback, role) = match outcome {
+            TaskOutcome::Bootstrapped if self.dynamic.is_standby_cluster() => {
+                (Callback::Start, "standby_leader")
+            }
             TaskOutcome::Bootstrapped => (Callback::Start, "primary"),
             TaskOutcome::Started if kind == RunningAction::Restart => {
                 (Callback::Restart, self.role)

@@ -78,6 +78,7 @@ impl Daemon {
         shared.paused = self.dynamic.pause;
         shared.ttl = self.dynamic.ttl;
         shared.failsafe_mode = self.dynamic.failsafe_mode;
+        shared.standby_cluster = self.dynamic.is_standby_cluster();
         shared.quorum_mode = self.dynamic.synchronous_mode == keel_config::SynchronousMode::Quorum
             && !self.dynamic.is_standby_cluster();
     }

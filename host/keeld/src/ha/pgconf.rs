@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use keel_config::{ConnectionAuth, DynamicConfig, Settings};
-use keel_postgres::{BootstrapMethod, Credentials, InitdbOption, Parameters, ReplicaMethod};
+use keel_postgres::{
+    BootstrapMethod, Credentials, InitdbOption, Parameters, RemoteSource, ReplicaMethod, Upstream,
+};
 use serde_json::Value;
 
 fn credentials(auth: &ConnectionAuth) -> Credentials {
@@ -214,4 +216,54 @@ pub(crate) fn bin_dir(settings: &Settings) -> anyhow::Result<PathBuf> {
     versions.pop().map(|(_, bin)| bin).context(
         "postgresql.bin_dir: not set and no pg_ctl found on PATH or under /usr/lib/postgresql",
     )
+}
+
+/// The source of this standby cluster (`standby_cluster` in the dynamic
+/// configuration) as an upstream: its host and port, its slot and recovery
+/// settings, and the replica methods to clone it with.
+pub(crate) fn remote_source(
+    settings: &Settings,
+    dynamic: &DynamicConfig,
+) -> anyhow::Result<Upstream> {
+    let source = dynamic
+        .standby_cluster
+        .as_ref()
+        .filter(|s| s.is_configured())
+        .context("standby_cluster: not set in the dynamic configuration")?;
+    let mut recovery = Parameters::new();
+    let settings_of = [
+        ("restore_command", &source.restore_command),
+        ("archive_cleanup_command", &source.archive_cleanup_command),
+        ("recovery_min_apply_delay", &source.recovery_min_apply_delay),
+    ];
+    for (name, value) in settings_of {
+        if let Some(value) = value {
+            recovery.set(name, value.clone());
+        }
+    }
+    let effective = settings.effective_postgresql(dynamic);
+    let methods = (!source.create_replica_methods.is_empty())
+        .then(|| {
+            source
+                .create_replica_methods
+                .iter()
+                .map(|name| replica_method(name, effective.replica_method_sections.get(name)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .transpose()
+        .context("standby_cluster.create_replica_methods")?;
+    let remote = RemoteSource {
+        primary_slot_name: source.primary_slot_name.clone(),
+        recovery,
+        create_replica_methods: methods,
+    };
+    // Patroni also runs a standby cluster from restore_command alone; Keel
+    // needs a server to stream from (and to clone the standby leader from).
+    let host = source.host.clone().context(
+        "standby_cluster.host: required (a standby cluster fed by restore_command alone is \
+         not supported yet)",
+    )?;
+    let mut upstream = Upstream::new(host, source.port.unwrap_or(5432));
+    upstream.remote = Some(remote);
+    Ok(upstream)
 }

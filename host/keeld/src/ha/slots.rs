@@ -29,6 +29,9 @@ pub(super) struct Wanted {
 pub(super) struct Node<'a> {
     pub(super) name: &'a str,
     pub(super) primary: bool,
+    /// The standby leader of a standby cluster: its replicas stream from it as
+    /// from a primary, but it accepts no writes (no logical slots).
+    pub(super) standby_leader: bool,
     pub(super) nofailover: bool,
 }
 
@@ -50,8 +53,10 @@ pub(super) fn wanted_slots(
     let streams_from_me = |m: &keel_dcs::Member| {
         replicatefrom(m).as_deref() == Some(node.name) && cluster.leader_name() != Some(&m.name)
     };
+    let leads = node.primary || node.standby_leader;
+    let standby_cluster = config.is_standby_cluster();
     let expected_active = |m: &keel_dcs::Member| {
-        if node.primary {
+        if leads {
             streams_from_leader(m)
         } else {
             streams_from_me(m)
@@ -100,15 +105,17 @@ pub(super) fn wanted_slots(
             continue;
         }
         match slot {
-            PermanentSlot::Physical { cluster_type } if applies(cluster_type.as_deref()) => {
-                let active = node.primary && !members_with_upstream.contains(name);
+            PermanentSlot::Physical { cluster_type }
+                if applies(cluster_type.as_deref(), standby_cluster) =>
+            {
+                let active = leads && !members_with_upstream.contains(name);
                 add(&mut out, SlotSpec::physical(name.clone()), active);
             }
             PermanentSlot::Logical {
                 database,
                 plugin,
                 cluster_type,
-            } if node.primary && applies(cluster_type.as_deref()) => {
+            } if node.primary && applies(cluster_type.as_deref(), standby_cluster) => {
                 if out.iter().any(|w| &w.spec.name == name) {
                     tracing::error!(
                         "permanent logical slot {name} conflicts with a member's physical slot; skipped"
@@ -127,10 +134,14 @@ pub(super) fn wanted_slots(
     out
 }
 
-/// `cluster_type` restricts a permanent slot to a primary or a standby cluster; Keel runs
-/// primary clusters.
-fn applies(cluster_type: Option<&str>) -> bool {
-    cluster_type.is_none_or(|t| t == "primary")
+/// `cluster_type` restricts a permanent slot to a primary or a standby cluster.
+fn applies(cluster_type: Option<&str>, standby_cluster: bool) -> bool {
+    let this = if standby_cluster {
+        "standby"
+    } else {
+        "primary"
+    };
+    cluster_type.is_none_or(|t| t == this)
 }
 
 /// True when an `ignore_slots` entry matches `slot`: every attribute the entry names
@@ -328,8 +339,35 @@ mod tests {
     const PRIMARY: Node<'static> = Node {
         name: "a",
         primary: true,
+        standby_leader: false,
         nofailover: false,
     };
+
+    /// The standby leader keeps its replicas' slots as a primary would (they stream
+    /// from it), and the permanent slots meant for standby clusters, but no logical
+    /// ones: it accepts no writes.
+    #[test]
+    fn a_standby_leader_keeps_slots_as_its_clusters_primary() {
+        let c = cluster(vec![member("a", &json!({})), member("b", &json!({}))]);
+        let standby = config(&json!({
+            "standby_cluster": {"host": "10.0.0.9", "port": 5432},
+            "member_slots_ttl": 0,
+            "slots": {
+                "standby_only": {"type": "physical", "cluster_type": "standby"},
+                "primary_only": {"type": "physical", "cluster_type": "primary"},
+                "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            },
+        }));
+        let standby_leader = Node {
+            standby_leader: true,
+            primary: false,
+            ..PRIMARY
+        };
+        assert_eq!(
+            names(&wanted_slots(&standby_leader, &c, &standby)),
+            [("b", true), ("standby_only", true)]
+        );
+    }
 
     #[test]
     fn with_retention_every_node_keeps_a_slot_per_streaming_member() {
@@ -347,6 +385,7 @@ mod tests {
         let replica = Node {
             name: "b",
             primary: false,
+            standby_leader: false,
             nofailover: false,
         };
         assert_eq!(
@@ -396,6 +435,7 @@ mod tests {
         let replica = Node {
             name: "b",
             primary: false,
+            standby_leader: false,
             nofailover: false,
         };
         assert_eq!(

@@ -62,6 +62,7 @@ impl ApiNode {
             running,
             is_leader: shared.is_leader,
             paused: shared.paused,
+            standby_cluster: shared.standby_cluster,
             maximum_lag_on_failover: shared.maximum_lag_on_failover,
             tags: shared.tags.clone(),
             noloadbalance: shared.tags.get("noloadbalance").and_then(Value::as_bool) == Some(true),
@@ -113,13 +114,19 @@ impl ApiNode {
                         );
                     }
                     keel_postgres::Role::Replica => {
-                        facts.role = "replica".into();
+                        // The lock holder of a standby cluster runs as a replica.
+                        let role = if shared.standby_cluster && shared.is_leader {
+                            "standby_leader"
+                        } else {
+                            "replica"
+                        };
+                        facts.role = role.into();
                         let replay = st.replay_lsn.map_or(0, |l| l.0);
                         let receive = st.receive_lsn.map_or(replay, |l| l.0);
                         facts.replayed = replay;
                         facts.received = receive;
                         facts.streaming = st.wal_receiver_status.as_deref() == Some("streaming");
-                        body.insert("role".into(), json!("replica"));
+                        body.insert("role".into(), json!(role));
                         body.insert(
                             "xlog".into(),
                             json!({"received_location": receive, "replayed_location": replay,
