@@ -81,18 +81,28 @@ pub(crate) struct Spec<'a> {
     pub(crate) post_bootstrap: Option<&'a str>,
 }
 
-impl Cluster {
-    /// Start etcd and `n` members; `dcs_extra` adds dynamic-config entries
-    /// (e.g. `failsafe_mode: true`). `None` when end-to-end tests are skipped.
-    pub(crate) fn start(n: usize, dcs_extra: &str) -> Option<Self> {
-        Self::start_spec(&Spec {
+impl Spec<'static> {
+    /// `n` members with the etcd plugin and nothing else configured.
+    pub(crate) fn plain(n: usize) -> Self {
+        Spec {
             members: n,
-            dcs_extra,
+            dcs_extra: "",
             pg_parameters: "",
             member_yaml: &|_| String::new(),
             postgresql_yaml: &|_| String::new(),
             plugins: &[c::ETCD],
             post_bootstrap: None,
+        }
+    }
+}
+
+impl Cluster {
+    /// Start etcd and `n` members; `dcs_extra` adds dynamic-config entries
+    /// (e.g. `failsafe_mode: true`). `None` when end-to-end tests are skipped.
+    pub(crate) fn start(n: usize, dcs_extra: &str) -> Option<Self> {
+        Self::start_spec(&Spec {
+            dcs_extra,
+            ..Spec::plain(n)
         })
     }
 

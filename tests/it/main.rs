@@ -27,6 +27,7 @@ mod plugin_limits;
 mod plugin_loading;
 mod postgres_capability;
 mod rest_e2e;
+mod standby_cluster_e2e;
 
 use keel_runtime::{Runtime, RuntimeOptions};
 use keel_tests::PluginDir;
