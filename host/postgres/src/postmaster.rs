@@ -255,6 +255,9 @@ impl Postgres {
         if let Some(command) = &self.settings.before_stop {
             self.run_before_stop(command, timeout).await;
         }
+        if mode != StopMode::Immediate {
+            self.checkpoint_before_stop(timeout).await;
+        }
         let mut result = self.pg_ctl_stop(mode, timeout).await;
         if result.is_err() && mode != StopMode::Immediate {
             tracing::warn!(?mode, "stop did not finish; escalating to immediate");
@@ -279,6 +282,19 @@ impl Postgres {
             });
         }
         Ok(true)
+    }
+
+    /// A CHECKPOINT first (as Patroni does) leaves the shutdown checkpoint little to
+    /// write, so the server stops, and stops accepting connections, sooner. Best effort:
+    /// the stop goes ahead whatever happened. The connection is closed again before
+    /// the stop (a smart stop would wait for it).
+    async fn checkpoint_before_stop(&self, timeout: Duration) {
+        match tokio::time::timeout(timeout, self.checkpoint()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("CHECKPOINT before stopping failed: {e}"),
+            Err(_) => tracing::warn!("CHECKPOINT before stopping took over {timeout:?}"),
+        }
+        self.drop_connection().await;
     }
 
     /// The operator's `before_stop` (e.g. draining connections): its outcome is

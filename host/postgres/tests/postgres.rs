@@ -703,3 +703,45 @@ async fn before_stop_runs_while_the_server_is_still_up() {
     assert!(!pg.stop(StopMode::Fast).await.expect("stop"));
     assert_eq!(lines(), before + 1, "nothing to stop, nothing run");
 }
+
+/// A fast stop runs a CHECKPOINT first (Patroni does too): the shutdown checkpoint then has
+/// little left to write. An immediate stop does not.
+#[tokio::test]
+async fn a_fast_stop_checkpoints_before_shutting_down() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let n1 = c
+        .add("n1", |s| {
+            s.parameters.set("log_checkpoints", "on");
+        })
+        .await;
+    let pg = &c.nodes[n1].pg;
+    pg.bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    let log = || std::fs::read_to_string(&pg.settings().log_file).unwrap_or_default();
+    let requested = |text: &str| {
+        text.matches("checkpoint starting: immediate force wait")
+            .count()
+    };
+    let before = requested(&log());
+    assert!(pg.stop(StopMode::Fast).await.expect("stop"));
+    let text = log();
+    assert_eq!(requested(&text), before + 1, "{text}");
+    let forced = text
+        .rfind("checkpoint starting: immediate force wait")
+        .unwrap();
+    let shutdown = text
+        .rfind("checkpoint starting: shutdown")
+        .expect("a shutdown checkpoint");
+    assert!(forced < shutdown, "the CHECKPOINT came first: {text}");
+
+    pg.start().await.expect("start");
+    let before = requested(&log());
+    assert!(pg.stop(StopMode::Immediate).await.expect("stop"));
+    assert_eq!(
+        requested(&log()),
+        before,
+        "no CHECKPOINT before an immediate stop"
+    );
+}

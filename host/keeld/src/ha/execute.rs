@@ -484,11 +484,6 @@ impl Daemon {
                 }
                 DemoteMode::Immediate | DemoteMode::ImmediateNoLock => StopMode::Immediate,
             };
-            if mode == DemoteMode::Graceful
-                && let Err(e) = pg.checkpoint().await
-            {
-                tracing::warn!("CHECKPOINT before the switchover failed: {e}");
-            }
             if let Some(mpp) = mpp {
                 if announce {
                     mpp.notify(MppEventKind::BeforeDemote, t.ttl, t.retry_timeout)
