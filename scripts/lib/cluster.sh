@@ -88,6 +88,9 @@ restapi:
   connect_address: 127.0.0.1:$api
 etcd3:
   hosts: 127.0.0.1:$ETCD_PORT
+# A demo cluster whose members get killed: never arm a real watchdog device.
+watchdog:
+  mode: off
 YAML
     [ -z "${PLUGIN_DIR:-}" ] || printf 'plugins:\n  dir: %s\n' "$PLUGIN_DIR"
     cat <<YAML

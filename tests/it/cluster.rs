@@ -130,6 +130,7 @@ impl Cluster {
                  restapi: {{listen: 127.0.0.1:{api_port}, connect_address: 127.0.0.1:{api_port}}}\n\
                  etcd3: {{hosts: {etcd}}}\n\
                  plugins: {{dir: {plugins}}}\n\
+                 {watchdog}\
                  bootstrap:\n  dcs: {dcs}\n{post}\
                  postgresql:\n  listen: 127.0.0.1:{pg_port}\n  connect_address: 127.0.0.1:{pg_port}\n  \
                  data_dir: {data}\n  parameters: {{unix_socket_directories: {sockets}}}\n  \
@@ -142,6 +143,12 @@ impl Cluster {
                 plugins = plugins.path().display(),
                 dcs = dcs_section(spec.dcs_extra, spec.pg_parameters),
                 extra = (spec.member_yaml)(i - 1),
+                // Tests kill daemons on purpose: never let one arm a real watchdog device.
+                watchdog = if (spec.member_yaml)(i - 1).contains("watchdog:") {
+                    ""
+                } else {
+                    "watchdog: {mode: off}\n"
+                },
                 pg_extra = (spec.postgresql_yaml)(i - 1),
                 post = spec
                     .post_bootstrap

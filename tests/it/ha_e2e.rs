@@ -393,3 +393,41 @@ fn permanent_retained_and_ignored_slots_follow_patronis_rules() {
         (restart_lsn(c)? > before).then_some(())
     });
 }
+
+/// `watchdog: {mode: required}` on a member whose device cannot be opened: it
+/// neither bootstraps nor takes the key, says so in `/patroni`, and stays a
+/// replica when the leader dies rather than promoting without a watchdog.
+#[test]
+fn a_member_without_its_required_watchdog_never_leads() {
+    keel_testkit::unprivileged_test!();
+    // No such device on a test machine (and an unprivileged user could not open one).
+    let watchdog = |i: usize| {
+        if i == 0 {
+            "watchdog: {mode: required, device: /dev/watchdog250}\n".to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let Some(mut c) = Cluster::start_spec(&crate::cluster::Spec {
+        member_yaml: &watchdog,
+        ..crate::cluster::Spec::plain(2)
+    }) else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    assert_eq!(
+        leader,
+        1,
+        "the member without a watchdog bootstrapped{}",
+        c.logs()
+    );
+    let status = c.status(0).unwrap();
+    assert_eq!(status["watchdog_failed"], true, "{status}");
+
+    c.kill_node(1);
+    // Past ttl (8 s) and a few cycles: the key has expired and nobody may take it.
+    std::thread::sleep(Duration::from_secs(15));
+    let status = c.status(0).unwrap();
+    assert_eq!(status["role"], "replica", "{status}{}", c.logs());
+    assert_eq!(c.health(0, "/primary"), Some(503));
+}

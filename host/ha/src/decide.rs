@@ -384,7 +384,13 @@ impl<'a> Cycle<'a> {
                 ),
             });
         }
-        if cluster.initialize.is_none() && !obs.me.nofailover() && obs.me.can_bootstrap {
+        // A node that may never lead (nofailover, a required watchdog it cannot use)
+        // does not bootstrap the cluster either.
+        if cluster.initialize.is_none()
+            && !obs.me.nofailover()
+            && !obs.me.watchdog_failed
+            && obs.me.can_bootstrap
+        {
             return Ok(match obs.answers.initialize.as_ref() {
                 None => return Err(Question::Initialize),
                 Some(Ok(true)) if self.standby_cluster() => {
@@ -625,11 +631,11 @@ impl<'a> Cycle<'a> {
                             "promoted self to a standby leader by acquiring session lock",
                         )
                     } else if self.acts_as_primary() {
-                        self.enforce_primary_role("acquired session lock as a leader")
+                        self.enforce_primary_role("acquired session lock as a leader")?
                     } else {
                         self.enforce_primary_role(
                             "promoted self to leader by acquiring session lock",
-                        )
+                        )?
                     };
                     return Ok(plan.then(next.actions).message_from(next.message));
                 }
@@ -728,11 +734,11 @@ impl<'a> Cycle<'a> {
                         self.enforce_primary_role(&format!(
                             "no action. I am ({}), the leader with the lock",
                             self.me()
-                        ))
+                        ))?
                     } else {
                         self.enforce_primary_role(
                             "promoted self to leader because I had the session lock",
-                        )
+                        )?
                     };
                     if self.acts_as_primary() && !self.standby_cluster() {
                         plan.actions.insert(0, Action::Checkpoint);
@@ -824,7 +830,34 @@ impl<'a> Cycle<'a> {
     }
 
     /// §4.5: keep being, or become, the primary.
-    pub(crate) fn enforce_primary_role(&self, message: &str) -> Plan {
+    pub(crate) fn enforce_primary_role(&self, message: &str) -> Step {
+        let obs = self.obs;
+        if !self.paused() && obs.me.watchdog_enabled && !obs.memory.watchdog_active {
+            match obs.answers.watchdog {
+                None => return Err(Question::ActivateWatchdog),
+                Some(true) => {}
+                Some(false) if self.acts_as_primary() => {
+                    return Ok(
+                        Plan::new("Demoting self because watchdog could not be activated").with(
+                            Action::Demote {
+                                mode: DemoteMode::Immediate,
+                                upstream: None,
+                            },
+                        ),
+                    );
+                }
+                Some(false) => {
+                    return Ok(Plan::new(
+                        "Not promoting self because watchdog could not be activated",
+                    )
+                    .with(Action::ReleaseLock));
+                }
+            }
+        }
+        Ok(self.keep_or_become_primary(message))
+    }
+
+    fn keep_or_become_primary(&self, message: &str) -> Plan {
         let obs = self.obs;
         if self.acts_as_primary() {
             let mut plan = sync::maintain(self, Plan::new(message));

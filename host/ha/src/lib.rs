@@ -35,11 +35,13 @@
 //! * [`Postgres::divergence`] is computed (against the leader) whenever
 //!   `rewind_check` is set and another member holds the leader key.
 //! * A [`Action::Demote`] while a long action runs aborts that action first.
-//! * A watchdog, if there is one, is armed and kept alive after every `Held` lock
-//!   answer (and every [`FailsafeAnswer::AllAccepted`]) while PostgreSQL runs,
-//!   starts or is being promoted as a primary, and disabled when PostgreSQL stops
-//!   or the cluster is paused. Arming it only once the primary runs leaves a
-//!   window in which a frozen host outlives its lease.
+//! * The watchdog is activated when `decide` asks
+//!   ([`Question::ActivateWatchdog`], before this node promotes or while it runs
+//!   as a primary without one), `watchdog_active` then says whether a device runs;
+//!   it is kept alive after every `Held` lock answer (and every
+//!   [`FailsafeAnswer::AllAccepted`]), and disabled (with `watchdog_active`
+//!   cleared) when the node loses or releases the key, demotes, or the cluster is
+//!   paused.
 #![deny(missing_docs)]
 
 mod decide;

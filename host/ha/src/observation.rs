@@ -53,6 +53,12 @@ pub struct Me {
     pub remove_data_directory_on_rewind_failure: bool,
     /// `postgresql.remove_data_directory_on_diverged_timelines`.
     pub remove_data_directory_on_diverged_timelines: bool,
+    /// `watchdog.mode` is not `off`: the watchdog is activated before this node
+    /// runs as a primary ([`Question::ActivateWatchdog`](crate::Question)).
+    pub watchdog_enabled: bool,
+    /// `watchdog.mode: required` and the device is known to be unusable: this
+    /// node never becomes leader (Patroni's `watchdog_failed`).
+    pub watchdog_failed: bool,
 }
 
 impl Me {
@@ -197,6 +203,8 @@ impl Postgres {
 /// What the daemon carries from one cycle to the next.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Memory {
+    /// The watchdog is active (activated and kept alive while this node leads).
+    pub watchdog_active: bool,
     /// This node won the `initialize` race and ran the bootstrap: the next cycle
     /// finishes it (sysid, config, leader key).
     pub bootstrapped: bool,
@@ -375,6 +383,9 @@ pub struct Answers {
     pub peers: Option<Vec<PeerStatus>>,
     /// The failsafe confirmation round.
     pub failsafe: Option<FailsafeAnswer>,
+    /// The watchdog activation: `false` when `watchdog.mode: required` and it
+    /// could not be activated (an `automatic` failure answers `true`).
+    pub watchdog: Option<bool>,
 }
 
 /// Shorthands over the dynamic configuration.

@@ -26,6 +26,9 @@ pub enum Question {
     /// DCS down, this node primary: `POST /failsafe` to every member listed in
     /// `/failsafe` (other than this node).
     Failsafe(Vec<PeerRequest>),
+    /// Activate the watchdog (this node is about to run, or runs, as a primary
+    /// and the watchdog is not active).
+    ActivateWatchdog,
 }
 
 /// A member to ask.

@@ -88,6 +88,11 @@ pub(crate) fn is_healthiest_node(c: &Cycle<'_>) -> Result<(bool, Plan), Question
     if c.paused() || obs.me.nofailover() {
         return Ok((false, plan));
     }
+    if obs.me.watchdog_failed {
+        plan.warnings
+            .push("Watchdog device is not usable".to_owned());
+        return Ok((false, plan));
+    }
     // Before the failover key (Patroni checks it after): a primary running on
     // in failsafe mode only reaches the members in `/failsafe`, so nobody else
     // may take over, requested or not (found by keel-sim: a pending switchover

@@ -96,6 +96,7 @@ fn plan(mut o: Observation, answers: &Answers) -> keel_ha::Plan {
                 Question::Initialize => o.answers.initialize = answers.initialize.clone(),
                 Question::Peers(_) => o.answers.peers = answers.peers.clone(),
                 Question::Failsafe(_) => o.answers.failsafe = answers.failsafe,
+                Question::ActivateWatchdog => o.answers.watchdog = answers.watchdog,
             },
         }
     }
@@ -585,4 +586,66 @@ fn a_standby_cluster_is_led_by_a_replica_of_the_remote_source() {
         &held,
     );
     assert!(p.actions.contains(&Action::Promote), "{p:?}");
+}
+
+/// A watchdog is activated before this node leads; with `mode: required` a node
+/// that cannot activate it does not promote (or demotes), and one whose device is
+/// known to be unusable never races.
+#[test]
+fn a_required_watchdog_gates_leadership() {
+    let holding = || {
+        cluster(&[
+            entry("leader", ME),
+            member(ME, "replica", 100),
+            member("b", "replica", 90),
+        ])
+    };
+    let with_watchdog = |pg: Postgres| {
+        let mut o = obs(Ok(holding()), pg);
+        o.me.watchdog_enabled = true;
+        o
+    };
+    let answers = |watchdog| Answers {
+        refresh: Some(LockAnswer::Held),
+        watchdog,
+        ..Answers::default()
+    };
+    // Activated: promote as usual. Not activated: give the key back.
+    let p = plan(
+        with_watchdog(running(PgRole::Replica, 100)),
+        &answers(Some(true)),
+    );
+    assert!(p.actions.contains(&Action::Promote), "{p:?}");
+    let p = plan(
+        with_watchdog(running(PgRole::Replica, 100)),
+        &answers(Some(false)),
+    );
+    assert_eq!(p.actions, vec![Action::ReleaseLock], "{p:?}");
+    assert_eq!(
+        p.message,
+        "Not promoting self because watchdog could not be activated"
+    );
+    // A primary whose watchdog cannot be activated steps down.
+    let p = plan(
+        with_watchdog(running(PgRole::Primary, 100)),
+        &answers(Some(false)),
+    );
+    assert!(has_demote(&p, DemoteMode::Immediate), "{p:?}");
+    // Once active, it is not asked again.
+    let mut o = with_watchdog(running(PgRole::Primary, 100));
+    o.memory.watchdog_active = true;
+    let p = plan(o, &answers(None));
+    assert!(
+        p.message.starts_with("no action. I am (a), the leader"),
+        "{p:?}"
+    );
+
+    // A node whose required watchdog is unusable never takes the key.
+    let unlocked = cluster(&[member(ME, "replica", 100), member("b", "replica", 90)]);
+    let mut o = obs(Ok(unlocked), running(PgRole::Replica, 100));
+    o.me.watchdog_failed = true;
+    o.answers.peers = Some(vec![peer("b", true, 90)]);
+    let p = plan(o, &Answers::default());
+    assert!(p.actions.iter().all(|a| *a != Action::Promote), "{p:?}");
+    assert!(p.warnings.iter().any(|w| w.contains("Watchdog")), "{p:?}");
 }

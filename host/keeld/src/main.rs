@@ -11,6 +11,7 @@ mod mpp;
 mod peer_client;
 mod run;
 mod signals;
+mod watchdog;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -256,6 +256,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         settings.postgresql.callbacks.clone(),
         settings.scope.clone(),
     );
+    let watchdog = crate::watchdog::Watchdog::new(settings.watchdog.clone());
     let daemon = crate::ha::Daemon {
         config_path: config.map(Path::to_owned),
         settings,
@@ -281,6 +282,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         callbacks,
         start_callback_due: true,
         lease,
+        watchdog,
         rest,
         slot_state: crate::ha::slots::SlotState::default(),
     };

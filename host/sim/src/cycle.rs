@@ -204,6 +204,7 @@ impl World {
             Question::Initialize => "initialize",
             Question::Peers(_) => "peers",
             Question::Failsafe(_) => "failsafe",
+            Question::ActivateWatchdog => "watchdog",
         };
         if fl.asked.contains(&key) {
             return Err(Failure(format!(
@@ -228,6 +229,12 @@ impl World {
                 let (answer, all) = self.failsafe_round(i, requests);
                 fl.answers.failsafe = Some(answer);
                 self.wait_for_peers(all)
+            }
+            // Simulated members run without a watchdog (`watchdog_enabled` is off), so
+            // this is never asked; a watchdog that activates changes nothing they model.
+            Question::ActivateWatchdog => {
+                fl.answers.watchdog = Some(true);
+                Wait::Ready
             }
         };
         Ok(())

@@ -53,7 +53,7 @@ impl Daemon {
                 let answer = lock_answer(self.dcs.update_leader().await);
                 match answer {
                     LockAnswer::Held => self.lease_renewed(sent),
-                    LockAnswer::NotHeld => self.lease.disarm(),
+                    LockAnswer::NotHeld => self.disarm(),
                     // The last renewal's deadline stands.
                     LockAnswer::Failed(_) => {}
                 }
@@ -83,7 +83,13 @@ impl Daemon {
                 obs.answers.failsafe =
                     Some(peers::failsafe_round(&self.http.get(), requests, &body).await);
             }
+            Question::ActivateWatchdog => {
+                let t = self.timeouts();
+                obs.answers.watchdog = Some(self.watchdog.activate(t.ttl, t.loop_wait));
+                self.memory.watchdog_active = self.watchdog.is_active();
+            }
         }
+        obs.memory.watchdog_active = self.memory.watchdog_active;
         obs.memory.has_lock = self.memory.has_lock;
         obs.memory.lock_refreshed_at = self.memory.lock_refreshed_at;
     }
@@ -189,7 +195,7 @@ impl Daemon {
                 self.role = "primary";
             }
             Action::ReleaseLock => {
-                self.lease.disarm();
+                self.disarm();
                 self.dcs.delete_leader().await?;
                 self.memory.has_lock = false;
             }
@@ -474,7 +480,7 @@ impl Daemon {
         let announce = self.memory.has_lock && mode == DemoteMode::Graceful;
         // A primary turned standby leader keeps the key (and refreshes it again next cycle).
         self.memory.has_lock &= mode == DemoteMode::ToStandbyLeader;
-        self.lease.disarm();
+        self.disarm();
         let mpp = self.mpp.clone();
         let t = self.timeouts();
         self.spawn(RunningAction::Demote, move |pg| async move {

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) quorum_mode: bool,
     /// `standby_cluster` is set: this cluster replicates from another one.
     pub(crate) standby_cluster: bool,
+    /// `watchdog.mode: required` and the device is unusable (Patroni's `watchdog_failed`).
+    pub(crate) watchdog_failed: bool,
     /// `maximum_lag_on_failover`, the default lag limit of `/readiness`.
     pub(crate) maximum_lag_on_failover: u64,
     /// A primary accepted by POST /failsafe, and when.
@@ -174,6 +176,8 @@ pub(crate) struct Daemon {
     pub(crate) start_callback_due: bool,
     /// Stops PostgreSQL if the leader lease could end before the loop renews it.
     pub(crate) lease: lease::LeaseGuard,
+    /// The watchdog device, active while this node leads.
+    pub(crate) watchdog: crate::watchdog::Watchdog,
     /// The REST API's socket, reconfigured on SIGHUP.
     pub(crate) rest: keel_api::ApiServer,
     /// Slot retention and the positions the next `/status` publishes.
@@ -196,12 +200,21 @@ impl Daemon {
     }
 
     /// A renewal of the leader key sent at `sent` succeeded.
-    pub(crate) fn lease_renewed(&self, sent: tokio::time::Instant) {
+    pub(crate) fn lease_renewed(&mut self, sent: tokio::time::Instant) {
         if self.dynamic.pause {
-            self.lease.disarm();
+            self.disarm();
         } else {
             self.lease.renewed(sent, self.ttl());
+            self.watchdog.keepalive();
         }
+    }
+
+    /// This node no longer leads (or the cluster is paused): neither the lease guard
+    /// nor the watchdog may act on PostgreSQL any more.
+    pub(crate) fn disarm(&mut self) {
+        self.lease.disarm();
+        self.watchdog.disable();
+        self.memory.watchdog_active = false;
     }
 
     /// Run cycles until SIGTERM/SIGINT, then shut down cleanly.
@@ -295,6 +308,12 @@ impl Daemon {
         lock(&self.shared).tags = settings.tags.published();
         self.callbacks
             .reconfigure(settings.postgresql.callbacks.clone());
+        if settings.watchdog != self.settings.watchdog {
+            // Re-activated with the new settings when this node next enforces its role.
+            self.watchdog.disable();
+            self.memory.watchdog_active = false;
+            self.watchdog = crate::watchdog::Watchdog::new(settings.watchdog.clone());
+        }
         self.settings = settings;
         self.apply_parameters_later();
         tracing::info!("configuration reloaded");
@@ -337,10 +356,11 @@ impl Daemon {
         };
         self.memory = obs.memory.clone();
         if self.dynamic.pause {
-            self.lease.disarm();
+            self.disarm();
         } else if plan.failsafe_active {
             // Every member accepted this primary just now: that acceptance is its lease.
             self.lease.renewed(cycle_started, self.ttl());
+            self.watchdog.keepalive();
         }
         let message = plan.message.clone();
         for warning in &plan.warnings {
@@ -363,6 +383,7 @@ impl Daemon {
         shared.message = message;
         shared.last_cycle = Some(Utc::now());
         shared.is_leader = self.memory.has_lock;
+        shared.watchdog_failed = self.watchdog.failed();
         shared.role = self.role.to_owned();
         shared.timeline = (obs.postgres.timeline != 0).then_some(obs.postgres.timeline);
         shared.failsafe_active = plan.failsafe_active;
@@ -499,7 +520,7 @@ impl Daemon {
             tracing::info!("paused: leaving PostgreSQL running and the leader key in place");
             return;
         }
-        self.lease.disarm();
+        self.disarm();
         if self.memory.has_lock
             && let Some(mpp) = &self.mpp
         {
@@ -565,6 +586,8 @@ impl Daemon {
             remove_data_directory_on_rewind_failure: pg.remove_data_directory_on_rewind_failure,
             remove_data_directory_on_diverged_timelines: pg
                 .remove_data_directory_on_diverged_timelines,
+            watchdog_enabled: self.watchdog.enabled(),
+            watchdog_failed: self.watchdog.failed(),
         }
     }
 }

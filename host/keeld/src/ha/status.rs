@@ -175,6 +175,9 @@ impl ApiNode {
         if shared.failsafe_active {
             body.insert("failsafe_mode_is_active".into(), json!(true));
         }
+        if shared.watchdog_failed {
+            body.insert("watchdog_failed".into(), json!(true));
+        }
         if let Some((_, at)) = &shared.cluster {
             body.insert("dcs_last_seen".into(), json!(at.timestamp()));
         }
