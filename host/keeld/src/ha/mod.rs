@@ -201,7 +201,8 @@ impl Daemon {
 
     /// A renewal of the leader key sent at `sent` succeeded.
     pub(crate) fn lease_renewed(&mut self, sent: tokio::time::Instant) {
-        if self.dynamic.pause {
+        // A standby leader accepts no writes: nothing to stop when its lease runs out.
+        if self.dynamic.pause || self.dynamic.is_standby_cluster() {
             self.disarm();
         } else {
             self.lease.renewed(sent, self.ttl());
