@@ -431,3 +431,63 @@ fn a_member_without_its_required_watchdog_never_leads() {
     assert_eq!(status["role"], "replica", "{status}{}", c.logs());
     assert_eq!(c.health(0, "/primary"), Some(503));
 }
+
+/// Patroni 4's slot failover: a replica copies the leader's permanent logical slot,
+/// moves the copy along as the consumer confirms changes on the primary, and after a
+/// failover the consumer resumes on the new primary where it left off.
+#[test]
+fn a_permanent_logical_slot_survives_a_failover_at_its_position() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::start_spec(&crate::cluster::Spec {
+        dcs_extra: "slots: {cdc: {type: logical, database: postgres, plugin: test_decoding}}",
+        pg_parameters: "wal_level: logical, hot_standby_feedback: 'on'",
+        ..crate::cluster::Spec::plain(2)
+    }) else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    let replica = 1 - leader;
+    c.wait_for("the replica to hold a copy of the slot", BOOT, |c| {
+        slot_names(c, replica)
+            .contains(&"cdc".to_owned())
+            .then_some(())
+    });
+    c.sql(leader, "CREATE TABLE lt (v int); INSERT INTO lt VALUES (1)")
+        .unwrap();
+    let consumed = c
+        .sql(
+            leader,
+            "SELECT count(*) FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
+        )
+        .unwrap();
+    assert_ne!(consumed, ["0"], "the consumer saw the first row");
+    let position = c
+        .sql(
+            leader,
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc'",
+        )
+        .unwrap()
+        .remove(0);
+    let query = format!(
+        "SELECT confirmed_flush_lsn >= '{position}'::pg_lsn FROM pg_replication_slots \
+         WHERE slot_name = 'cdc'"
+    );
+    c.wait_for("the copy to reach the consumer's position", FAILOVER, |c| {
+        (c.sql(replica, &query).ok()? == ["t"]).then_some(())
+    });
+
+    c.kill_node(leader);
+    c.wait_for("the replica to take over", FAILOVER, |c| {
+        (c.leader()? == replica).then_some(())
+    });
+    c.sql(replica, "INSERT INTO lt VALUES (2)").unwrap();
+    let changes = c
+        .sql(
+            replica,
+            "SELECT data FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
+        )
+        .unwrap();
+    let inserts: Vec<&String> = changes.iter().filter(|d| d.contains("INSERT")).collect();
+    assert_eq!(inserts.len(), 1, "only the new row: {changes:?}");
+    assert!(inserts[0].contains("v[integer]:2"), "{changes:?}");
+}

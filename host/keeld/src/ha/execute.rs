@@ -738,7 +738,7 @@ impl Daemon {
             dynamic.pause
                 || handler_keeps.contains(&slot.name)
                 || super::slots::is_ignored(slot, &dynamic.ignore_slots)
-                // A replica keeps the permanent logical slots it has (Keel does not copy them).
+                // A replica keeps the permanent logical slots it has (copies of the primary's).
                 || (!primary
                     && matches!(slot.kind, keel_postgres::SlotKind::Logical { .. })
                     && dynamic.slots.contains_key(&slot.name))
@@ -770,7 +770,10 @@ impl Daemon {
                 obs.postgres.wal_position,
             );
         } else {
-            self.slot_state = super::slots::SlotState::default();
+            self.slot_state = super::slots::SlotState {
+                copied_at: self.slot_state.copied_at,
+                ..Default::default()
+            };
             let published = cluster.status.slots.clone().unwrap_or_default();
             let targets = super::slots::advance_targets(
                 &wanted,
@@ -783,9 +786,83 @@ impl Daemon {
                     tracing::debug!("could not advance replication slot {name}: {e}");
                 }
             }
+            if !node.standby_leader && !node.nofailover && !self.dynamic.pause {
+                self.sync_logical_copies(cluster, &existing, &published)
+                    .await;
+            }
         }
     }
+
+    /// Patroni 4's slot failover on a replica: copy the leader's permanent logical slots
+    /// that are missing here (their state files; PostgreSQL restarts to load them), and
+    /// move the copies along with the leader's published positions, so a consumer finds
+    /// its slot, at about its position, on whichever member is promoted.
+    async fn sync_logical_copies(
+        &mut self,
+        cluster: &Cluster,
+        existing: &[keel_postgres::ReplicationSlot],
+        published: &std::collections::BTreeMap<String, u64>,
+    ) {
+        let copies = super::slots::logical_copies(&self.dynamic, published);
+        if copies.is_empty() {
+            return;
+        }
+        let replayed = match self.pg.state().await {
+            Ok(st) => st.replay_lsn.map_or(0, |l| l.0),
+            Err(_) => return,
+        };
+        let targets = super::slots::logical_advance_targets(&copies, existing, published, replayed);
+        for (name, lsn) in targets {
+            if let Err(e) = self.pg.advance_slot(&name, keel_postgres::Lsn(lsn)).await {
+                tracing::warn!("could not advance the copy of logical slot {name}: {e}");
+            }
+        }
+        let missing: Vec<String> = copies
+            .into_iter()
+            .filter(|name| existing.iter().all(|s| &s.name != name))
+            .collect();
+        let due = self
+            .slot_state
+            .copied_at
+            .is_none_or(|at| at.elapsed() >= LOGICAL_COPY_RETRY);
+        let leader = cluster
+            .leader_name()
+            .filter(|l| *l != self.settings.name)
+            .map(str::to_owned);
+        let (false, true, Some(leader)) = (missing.is_empty(), due, leader) else {
+            return;
+        };
+        let up = match self.member_upstream(Some(cluster), Some(&leader)) {
+            Ok(Some(up)) => up,
+            Ok(None) | Err(_) => return,
+        };
+        if self
+            .pg
+            .query_text("SHOW hot_standby_feedback")
+            .await
+            .is_ok_and(|v| v != "on")
+        {
+            tracing::warn!(
+                "logical slot copies need hot_standby_feedback = on: without it the primary \
+                 may remove catalog rows a copy needs after a failover"
+            );
+        }
+        self.slot_state.copied_at = Some(std::time::Instant::now());
+        tracing::info!(
+            "copying logical replication slots {} from {leader}; PostgreSQL restarts",
+            missing.join(", ")
+        );
+        self.spawn(RunningAction::Restart, move |pg| async move {
+            let copied = pg.copy_logical_slots(&up, &missing).await?;
+            tracing::info!("copied logical replication slots: {}", copied.join(", "));
+            Ok(TaskOutcome::Started)
+        });
+    }
 }
+
+/// How long a replica waits before copying logical slots again after a copy that
+/// left some missing (each copy restarts PostgreSQL).
+const LOGICAL_COPY_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Daemon {
     /// The MPP moments of a cycle: the coordinator's leader aligns the metadata with the

@@ -36,8 +36,8 @@ pub(super) struct Node<'a> {
 }
 
 /// The slots `node` should have in `cluster` under `config` (`use_slots` is checked by the
-/// caller). Logical permanent slots are wanted on the primary only: a replica keeps a copy
-/// it already has, but Keel does not copy them onto replicas (see docs/config-reference.md).
+/// caller). Logical permanent slots are created on the primary only: replicas copy them
+/// from it instead (see [`logical_copies`]).
 pub(super) fn wanted_slots(
     node: &Node<'_>,
     cluster: &Cluster,
@@ -185,9 +185,56 @@ pub(super) fn advance_targets(
         .collect()
 }
 
+/// The permanent logical slots a replica keeps copies of, so that a consumer finds its
+/// slot on whichever member is promoted (Patroni 4's slot failover): those of this kind
+/// of cluster that the leader publishes a position for in `/status` (it has them).
+/// Logical decoding needs a primary, so a standby cluster keeps none.
+pub(super) fn logical_copies(
+    config: &DynamicConfig,
+    published: &BTreeMap<String, u64>,
+) -> Vec<String> {
+    if config.is_standby_cluster() {
+        return Vec::new();
+    }
+    config
+        .slots
+        .iter()
+        .filter(|(name, slot)| {
+            matches!(slot, PermanentSlot::Logical { cluster_type, .. } if applies(cluster_type.as_deref(), false))
+                && keel_postgres::slots::is_valid_slot_name(name)
+                && published.contains_key(*name)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Where a replica moves its copies: the leader's published `confirmed_flush_lsn`,
+/// but never past what the replica replayed (decoding there needs that WAL).
+pub(super) fn logical_advance_targets(
+    copies: &[String],
+    existing: &[ReplicationSlot],
+    published: &BTreeMap<String, u64>,
+    replayed: u64,
+) -> Vec<(String, u64)> {
+    copies
+        .iter()
+        .filter_map(|name| {
+            let slot = existing.iter().find(|s| {
+                &s.name == name && !s.active && matches!(s.kind, SlotKind::Logical { .. })
+            })?;
+            let target = (*published.get(name)?).min(replayed);
+            let at = slot.confirmed_flush_lsn.map_or(0, |l| l.0);
+            (target > at).then(|| (name.clone(), target))
+        })
+        .collect()
+}
+
 /// What the slot sync of a primary leaves for the next `/status` write.
 #[derive(Debug, Default)]
 pub(crate) struct SlotState {
+    /// When this replica last copied logical slots from the primary (a copy restarts
+    /// PostgreSQL, so a failing one is not retried every cycle).
+    pub(super) copied_at: Option<Instant>,
     /// The retention clock; `None` until this node syncs slots as a primary.
     pub(super) retained: Option<RetainedSlots>,
     /// `/status` `slots`.
@@ -342,6 +389,51 @@ mod tests {
         standby_leader: false,
         nofailover: false,
     };
+
+    /// A replica copies the permanent logical slots the leader has, and moves the copies
+    /// it has to the leader's positions, never past its own replay position.
+    #[test]
+    fn replicas_copy_and_advance_the_leaders_logical_slots() {
+        let config = config(&json!({"slots": {
+            "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "later": {"type": "logical", "database": "app", "plugin": "pgoutput"},
+            "cdc_standby": {"type": "logical", "database": "app", "plugin": "pgoutput",
+                            "cluster_type": "standby"},
+            "phys": {"type": "physical"},
+        }}));
+        let published: BTreeMap<String, u64> = [
+            ("cdc".to_owned(), 500),
+            ("cdc_standby".to_owned(), 500),
+            ("phys".to_owned(), 9),
+        ]
+        .into_iter()
+        .collect();
+        // `later` is not on the leader yet; `cdc_standby` is for standby clusters.
+        let copies = logical_copies(&config, &published);
+        assert_eq!(copies, ["cdc"]);
+        let standby = self::config(&json!({"standby_cluster": {"host": "h"},
+                                           "slots": {"cdc": {"type": "logical", "database": "app",
+                                                             "plugin": "pgoutput"}}}));
+        assert!(logical_copies(&standby, &published).is_empty());
+
+        let logical = SlotKind::Logical {
+            database: "app".into(),
+            plugin: "pgoutput".into(),
+        };
+        let mut copy = slot("cdc", logical, false, 100);
+        copy.confirmed_flush_lsn = Some(Lsn(200));
+        assert_eq!(
+            logical_advance_targets(&copies, &[copy.clone()], &published, 400),
+            [("cdc".to_owned(), 400)],
+            "not past the replay position"
+        );
+        assert_eq!(
+            logical_advance_targets(&copies, &[copy.clone()], &published, 900),
+            [("cdc".to_owned(), 500)]
+        );
+        copy.confirmed_flush_lsn = Some(Lsn(500));
+        assert!(logical_advance_targets(&copies, &[copy], &published, 900).is_empty());
+    }
 
     /// The standby leader keeps its replicas' slots as a primary would (they stream
     /// from it), and the permanent slots meant for standby clusters, but no logical
