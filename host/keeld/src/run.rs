@@ -194,6 +194,9 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
     let api_dcs = Dcs::new(Arc::new(api_backend));
     let (dynamic, dynamic_version) = initial_dynamic_config(&dcs, &settings).await;
     let pg_settings = crate::ha::pgconf::postgres_settings(&settings, &dynamic)?;
+    // A bootstrap section keeld could not carry out is refused now, not when a bootstrap
+    // is already under way with the `initialize` key taken.
+    crate::ha::pgconf::bootstrap_method(&settings)?;
     let bin = keel_postgres::Binaries::new(crate::ha::pgconf::bin_dir(&settings)?)
         .await
         .context("postgresql.bin_dir")?;

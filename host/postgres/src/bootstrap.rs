@@ -50,6 +50,10 @@ pub enum BootstrapMethod {
         options: Vec<(String, String)>,
         /// Suppress all generated arguments.
         no_params: bool,
+        /// Recover what the command restored (point-in-time recovery): these recovery
+        /// parameters (`restore_command`, `recovery_target_time`, ...) with
+        /// `recovery.signal`, until PostgreSQL ends recovery and promotes itself.
+        recovery_conf: Option<crate::Parameters>,
     },
 }
 
@@ -144,10 +148,21 @@ impl Postgres {
                 command,
                 options,
                 no_params,
-            } => self.custom_bootstrap(command, options, *no_params).await?,
+                recovery_conf,
+            } => {
+                self.custom_bootstrap(command, options, *no_params).await?;
+                if let Some(recovery_conf) = recovery_conf {
+                    self.recover_to_target(recovery_conf).await?;
+                }
+            }
         }
         self.set_recovery(None);
-        self.start().await?;
+        if !self.is_running() {
+            self.start().await?;
+        } else {
+            // Recovery ended: the recovery settings go from the configuration files.
+            self.write_config()?;
+        }
         self.post_bootstrap().await
     }
 
@@ -205,6 +220,50 @@ impl Postgres {
             });
         }
         Ok(())
+    }
+
+    /// Starts a restored data directory in archive recovery with `recovery_conf` and waits
+    /// until PostgreSQL has reached its target and promoted itself (`recovery_target_action`
+    /// defaults to `promote`). Recovery takes as long as the archive needs: the wait ends
+    /// when the server accepts writes, or fails when it stops or stays paused at its target.
+    async fn recover_to_target(&self, recovery_conf: &crate::Parameters) -> Result<()> {
+        let mut extra = recovery_conf.clone();
+        if extra.get("recovery_target_action").is_none() {
+            extra.set("recovery_target_action", "promote");
+        }
+        self.set_recovery(Some(crate::RecoveryConfig {
+            archive_recovery: true,
+            extra,
+            ..crate::RecoveryConfig::default()
+        }));
+        self.start().await?;
+        let mut paused_since = None;
+        loop {
+            if !self.is_running() {
+                return Err(Error::Parse {
+                    what: "point-in-time recovery (PostgreSQL stopped before promoting; see its log)",
+                    text: self.data_dir().display().to_string(),
+                });
+            }
+            if !self.is_in_recovery().await? {
+                return Ok(());
+            }
+            // `recovery_target_action = pause` would wait for an operator forever.
+            let paused = self
+                .query_text("SELECT pg_get_wal_replay_pause_state()")
+                .await?;
+            if paused == "paused" {
+                let since = *paused_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > self.settings.timeouts.start {
+                    return Err(Error::Parse {
+                        what: "point-in-time recovery (paused at its target; use \
+                               recovery_target_action: promote)",
+                        text: paused,
+                    });
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
     }
 
     /// Creates or updates the superuser password, the replication role and the rewind role (with

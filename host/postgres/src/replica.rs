@@ -234,6 +234,7 @@ impl Postgres {
                 primary_conninfo: upstream.map(|u| self.source_conninfo(u)),
                 primary_slot_name: remote.primary_slot_name.clone(),
                 extra,
+                archive_recovery: false,
             };
         }
         RecoveryConfig {
@@ -241,6 +242,7 @@ impl Postgres {
             primary_slot_name: (s.use_slots && upstream.is_some())
                 .then(|| slot_name_from_member_name(&s.name)),
             extra: s.recovery_conf.clone(),
+            archive_recovery: false,
         }
     }
 

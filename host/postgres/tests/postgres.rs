@@ -566,6 +566,7 @@ async fn custom_bootstrap_command() {
         command: script.display().to_string(),
         options: vec![("label".into(), "x".into())],
         no_params: false,
+        recovery_conf: None,
     };
     pg.bootstrap(&method, false)
         .await
@@ -744,4 +745,94 @@ async fn a_fast_stop_checkpoints_before_shutting_down() {
         before,
         "no CHECKPOINT before an immediate stop"
     );
+}
+
+/// Point-in-time recovery as a custom bootstrap: the command restores a base backup, and
+/// `recovery_conf` replays the archive up to a target, after which the new cluster is
+/// promoted and gets its roles. The row written before the target is there, the one
+/// written after it is not.
+#[tokio::test]
+async fn a_custom_bootstrap_recovers_a_backup_to_a_point_in_time() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let archive = c.layout.root().join("archive");
+    let backup = c.layout.root().join("backup");
+    std::fs::create_dir_all(&archive).expect("archive dir");
+    let archive_command = format!("cp %p {}/%f", archive.display());
+    let n1 = c
+        .add("n1", |s| {
+            s.parameters.set("archive_mode", "on");
+            s.parameters.set("archive_command", archive_command.clone());
+        })
+        .await;
+    let source = &c.nodes[n1].pg;
+    source
+        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    let basebackup = c.bins.bin("pg_basebackup");
+    let status = std::process::Command::new(&basebackup)
+        .arg(format!("--pgdata={}", backup.display()))
+        .arg(format!("--port={}", source.settings().port))
+        .args(["--host=127.0.0.1", "--username=replicator"])
+        .args(["--checkpoint=fast", "--wal-method=none"])
+        .env("PGPASSWORD", "rep-pass")
+        .status()
+        .expect("pg_basebackup");
+    assert!(status.success());
+    source
+        .execute("CREATE TABLE pitr (v int); INSERT INTO pitr VALUES (1)")
+        .await
+        .expect("before the target");
+    source
+        .execute("SELECT pg_create_restore_point('target')")
+        .await
+        .expect("restore point");
+    source
+        .execute("INSERT INTO pitr VALUES (2)")
+        .await
+        .expect("after the target");
+    // Wait until the segment with both rows is archived.
+    let segment = source
+        .query_text("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .await
+        .expect("segment");
+    source
+        .execute("SELECT pg_switch_wal()")
+        .await
+        .expect("switch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !archive.join(&segment).exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(archive.join(&segment).exists(), "{segment} archived");
+    source.stop(StopMode::Fast).await.expect("stop the source");
+
+    let n2 = c.add("n2", |_| {}).await;
+    let pg = &c.nodes[n2].pg;
+    let mut recovery_conf = keel_postgres::Parameters::new();
+    recovery_conf.set("restore_command", format!("cp {}/%f %p", archive.display()));
+    recovery_conf.set("recovery_target_name", "target");
+    let method = BootstrapMethod::Custom {
+        command: format!("cp -a {}/. {}", backup.display(), pg.data_dir().display()),
+        options: Vec::new(),
+        no_params: true,
+        recovery_conf: Some(recovery_conf),
+    };
+    pg.bootstrap(&method, false)
+        .await
+        .expect("point-in-time recovery");
+    assert_eq!(pg.state().await.expect("st").role, Role::Primary);
+    assert_eq!(
+        pg.query_text("SELECT string_agg(v::text, ',') FROM pitr")
+            .await
+            .expect("rows"),
+        "1"
+    );
+    assert!(
+        !pg.data_dir().join("recovery.signal").exists(),
+        "no recovery left behind"
+    );
+    let conf = std::fs::read_to_string(pg.data_dir().join("postgresql.conf")).expect("conf");
+    assert!(!conf.contains("recovery_target_name"), "{conf}");
 }

@@ -164,6 +164,22 @@ pub(crate) fn bootstrap_method(settings: &Settings) -> anyhow::Result<BootstrapM
             boot.method, boot.method
         )
     })?;
+    // Keel writes the recovery settings itself (and strips what a restore tool put in
+    // postgresql.auto.conf), so it cannot keep the command's own.
+    anyhow::ensure!(
+        !custom.keep_existing_recovery_conf,
+        "bootstrap.{}.keep_existing_recovery_conf: not supported by Keel; give the recovery \
+         settings in bootstrap.{}.recovery_conf",
+        boot.method,
+        boot.method
+    );
+    let recovery_conf = custom.recovery_conf.as_ref().map(|map| {
+        let mut params = Parameters::new();
+        for (k, v) in map {
+            params.set(k, value_text(v));
+        }
+        params
+    });
     Ok(BootstrapMethod::Custom {
         command: custom.command.clone(),
         options: custom
@@ -172,6 +188,7 @@ pub(crate) fn bootstrap_method(settings: &Settings) -> anyhow::Result<BootstrapM
             .map(|(k, v)| (k.clone(), value_text(v)))
             .collect(),
         no_params: custom.no_params,
+        recovery_conf,
     })
 }
 
@@ -266,4 +283,58 @@ pub(crate) fn remote_source(
     let mut upstream = Upstream::new(host, source.port.unwrap_or(5432));
     upstream.remote = Some(remote);
     Ok(upstream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(bootstrap: &str) -> Settings {
+        let yaml = format!(
+            "scope: s\nname: m1\n\
+             restapi: {{listen: 127.0.0.1:8008, connect_address: 127.0.0.1:8008}}\n\
+             etcd3: {{hosts: 127.0.0.1:2379}}\n\
+             postgresql: {{listen: 127.0.0.1:5432, connect_address: 127.0.0.1:5432, \
+             data_dir: /tmp/none, authentication: {{superuser: {{username: postgres}}, \
+             replication: {{username: rep}}}}}}\n\
+             bootstrap:\n{bootstrap}"
+        );
+        Settings::from_yaml_str(&yaml, &keel_config::Env::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_custom_bootstrap_carries_its_recovery_settings() {
+        let s = settings(
+            "  method: pitr\n  pitr:\n    command: restore-backup\n    recovery_conf:\n      \
+             restore_command: cp /a/%f %p\n      recovery_target_time: '2026-11-23 12:00:00'\n",
+        );
+        let BootstrapMethod::Custom {
+            recovery_conf,
+            command,
+            ..
+        } = bootstrap_method(&s).unwrap()
+        else {
+            panic!("not a custom method");
+        };
+        assert_eq!(command, "restore-backup");
+        let recovery_conf = recovery_conf.expect("recovery_conf");
+        assert_eq!(recovery_conf.get("restore_command"), Some("cp /a/%f %p"));
+        assert_eq!(
+            recovery_conf.get("recovery_target_time"),
+            Some("2026-11-23 12:00:00")
+        );
+    }
+
+    #[test]
+    fn keep_existing_recovery_conf_is_refused_naming_the_key() {
+        let s = settings(
+            "  method: pitr\n  pitr:\n    command: restore-backup\n    \
+             keep_existing_recovery_conf: true\n",
+        );
+        let error = bootstrap_method(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("bootstrap.pitr.keep_existing_recovery_conf"),
+            "{error}"
+        );
+    }
 }
