@@ -389,6 +389,7 @@ impl Postgres {
             return self.rewind_impossible(RewindBlocker::NoHintsOrChecksums);
         }
         self.ensure_leader_checkpoint(leader).await?;
+        self.archive_ready_wal().await;
         self.write_pgpass(&leader.upstream)?;
         let saved = self.save_config_files();
         let conninfo = leader.upstream.conninfo(
@@ -424,6 +425,64 @@ impl Postgres {
                     data_dir: self.data_dir().to_owned(),
                     cause: Some(Box::new(e)),
                 })
+            }
+        }
+    }
+
+    /// Archives the WAL segments still waiting for `archive_command` (`.ready` in
+    /// `pg_wal/archive_status`), as Patroni does before pg_rewind: the rewind replaces
+    /// them with the new primary's, and the diverged part of the old timeline would
+    /// never reach the archive. Runs the command as PostgreSQL would (`%p`, `%f`, from
+    /// the data directory); the first failure stops it (logged), the rewind goes on.
+    async fn archive_ready_wal(&self) {
+        let params = self.effective_parameters();
+        let (Some("on" | "always"), Some(command)) =
+            (params.get("archive_mode"), params.get("archive_command"))
+        else {
+            return;
+        };
+        if command.trim().is_empty() {
+            return;
+        }
+        let status_dir = self.data_dir().join("pg_wal").join("archive_status");
+        let mut ready: Vec<String> = match std::fs::read_dir(&status_dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|name| name.strip_suffix(".ready").map(str::to_owned))
+                .filter(|wal| is_archivable_wal_name(wal))
+                .collect(),
+            Err(e) => {
+                tracing::warn!("cannot list {}: {e}", status_dir.display());
+                return;
+            }
+        };
+        ready.sort();
+        for wal in ready {
+            let line = archive_command_for(command, &wal);
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c")
+                .arg(&line)
+                .current_dir(self.data_dir())
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let timeout = self.settings.timeouts.command;
+            match tokio::time::timeout(timeout, cmd.status()).await {
+                Ok(Ok(status)) if status.success() => {
+                    let ready = status_dir.join(format!("{wal}.ready"));
+                    if let Err(e) = std::fs::rename(&ready, status_dir.join(format!("{wal}.done")))
+                    {
+                        tracing::warn!("archived {wal}, but cannot mark it done: {e}");
+                    }
+                    tracing::info!("archived {wal} before pg_rewind");
+                }
+                outcome => {
+                    tracing::error!(
+                        "archive_command failed for {wal} before pg_rewind ({outcome:?}); \
+                         segments from here on are not archived"
+                    );
+                    return;
+                }
             }
         }
     }
@@ -486,9 +545,57 @@ impl Postgres {
     }
 }
 
+/// A WAL segment (24 hex digits), or one with `.partial`, as `archive_status` names them.
+fn is_archivable_wal_name(name: &str) -> bool {
+    let segment = name.strip_suffix(".partial").unwrap_or(name);
+    segment.len() == 24
+        && segment
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+}
+
+/// `archive_command` for `wal` with PostgreSQL's placeholders: `%p` the path relative to
+/// the data directory, `%f` the file name, `%%` a percent sign.
+fn archive_command_for(command: &str, wal: &str) -> String {
+    let mut out = String::with_capacity(command.len() + 64);
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('%', Some('p')) => {
+                out.push_str("pg_wal/");
+                out.push_str(wal);
+                chars.next();
+            }
+            ('%', Some('f')) => {
+                out.push_str(wal);
+                chars.next();
+            }
+            ('%', Some('%')) => {
+                out.push('%');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_command_placeholders_are_postgresqls() {
+        let wal = "000000010000000000000003";
+        assert_eq!(
+            archive_command_for("cp %p /a/%f && echo 100%%", wal),
+            format!("cp pg_wal/{wal} /a/{wal} && echo 100%")
+        );
+        assert!(is_archivable_wal_name(wal));
+        assert!(is_archivable_wal_name(&format!("{wal}.partial")));
+        assert!(!is_archivable_wal_name("00000002.history"));
+        assert!(!is_archivable_wal_name("00000001000000000000000g"));
+    }
 
     #[test]
     fn identify_system_row_gives_the_timeline() {

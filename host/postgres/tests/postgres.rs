@@ -836,3 +836,65 @@ async fn a_custom_bootstrap_recovers_a_backup_to_a_point_in_time() {
     let conf = std::fs::read_to_string(pg.data_dir().join("postgresql.conf")).expect("conf");
     assert!(!conf.contains("recovery_target_name"), "{conf}");
 }
+
+/// Before pg_rewind, the WAL the old primary never archived is archived (as Patroni does):
+/// the rewind replaces it with the new primary's, and the diverged end of the old timeline
+/// would otherwise never reach the archive.
+#[tokio::test]
+async fn unarchived_wal_is_archived_before_a_rewind() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = Cluster::new() else { return };
+    let archive = c.layout.root().join("archive");
+    let blocked = c.layout.root().join("archiving-blocked");
+    std::fs::create_dir_all(&archive).expect("archive dir");
+    std::fs::write(&blocked, "").expect("flag");
+    let archive_command = format!(
+        "test ! -e {} && cp %p {}/%f",
+        blocked.display(),
+        archive.display()
+    );
+    let n1 = c
+        .add("n1", |s| {
+            s.parameters.set("archive_mode", "on");
+            s.parameters.set("archive_command", archive_command.clone());
+        })
+        .await;
+    c.nodes[n1]
+        .pg
+        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
+        .await
+        .expect("bootstrap");
+    let n2 = c.replica("n2", n1).await;
+    wait_streaming(&c.nodes[n1].pg, "n2").await;
+    let (old, new) = (&c.nodes[n1].pg, &c.nodes[n2].pg);
+    old.execute("CREATE TABLE d(x int); INSERT INTO d VALUES (1)")
+        .await
+        .expect("w");
+    wait_caught_up(old, new).await;
+    new.promote().await.expect("promote");
+    old.execute("INSERT INTO d SELECT generate_series(100, 1000)")
+        .await
+        .expect("diverged writes");
+    let diverged = old
+        .query_text("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .await
+        .expect("segment");
+    old.execute("SELECT pg_switch_wal()").await.expect("switch");
+    old.stop(StopMode::Fast).await.expect("stop");
+    assert!(!archive.join(&diverged).exists(), "archiving was blocked");
+    // The archive works again, but nothing runs archive_command on the stopped node.
+    std::fs::remove_file(&blocked).expect("unblock");
+    new.checkpoint().await.expect("checkpoint");
+    let leader = LeaderInfo {
+        upstream: c.nodes[n2].upstream(),
+        checkpoint_after_promote: None,
+    };
+    assert_eq!(
+        old.rewind(&leader).await.expect("rewind"),
+        RewindOutcome::Rewound
+    );
+    assert!(
+        archive.join(&diverged).exists(),
+        "{diverged} was archived before the rewind"
+    );
+}
