@@ -46,7 +46,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Connecting to or querying PostgreSQL failed.
-    #[error("query failed: {source}")]
+    #[error("query failed: {}", sql_error_text(source))]
     Sql {
         /// The driver error.
         #[from]
@@ -198,4 +198,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { path, source }
+}
+
+/// The driver's error with what the server said: its Display alone is `db error`.
+fn sql_error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+impl Error {
+    /// The server refused because a WAL segment it needed is gone (SQLSTATE 58P01): a
+    /// slot whose `restart_lsn` lies before the WAL this node has cannot be used here.
+    pub fn is_wal_removed(&self) -> bool {
+        matches!(self, Error::Sql { source } if source.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_FILE))
+    }
 }

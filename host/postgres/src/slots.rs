@@ -282,6 +282,15 @@ impl Postgres {
 }
 
 impl Postgres {
+    /// Drops the replication slot `name` (not active).
+    pub async fn drop_slot(&self, name: &str) -> Result<()> {
+        self.execute(&format!(
+            "SELECT pg_drop_replication_slot({})",
+            quote_literal(name)
+        ))
+        .await
+    }
+
     /// Copies the logical slots `names` from the primary at `primary` onto this replica: their
     /// state files are read first, then PostgreSQL is stopped (fast), the files are written and
     /// fsynced under `pg_replslot/`, and PostgreSQL is started again (it loads slots at start-up).

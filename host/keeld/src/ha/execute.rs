@@ -772,6 +772,7 @@ impl Daemon {
         } else {
             self.slot_state = super::slots::SlotState {
                 copied_at: self.slot_state.copied_at,
+                copied_positions: std::mem::take(&mut self.slot_state.copied_positions),
                 ..Default::default()
             };
             let published = cluster.status.slots.clone().unwrap_or_default();
@@ -812,19 +813,38 @@ impl Daemon {
             Err(_) => return,
         };
         let targets = super::slots::logical_advance_targets(&copies, existing, published, replayed);
+        let mut unusable = Vec::new();
         for (name, lsn) in targets {
-            if let Err(e) = self.pg.advance_slot(&name, keel_postgres::Lsn(lsn)).await {
-                tracing::warn!("could not advance the copy of logical slot {name}: {e}");
+            match self.pg.advance_slot(&name, keel_postgres::Lsn(lsn)).await {
+                Ok(()) => {}
+                // The copy starts before the WAL this replica has (it was taken while the
+                // primary's slot still held older WAL): drop it and copy it again, as
+                // Patroni does; the primary's slot has moved on with its consumer.
+                Err(e) if e.is_wal_removed() => {
+                    tracing::warn!(
+                        "the copy of logical slot {name} is unusable here ({e}); copying it again"
+                    );
+                    match self.pg.drop_slot(&name).await {
+                        Ok(()) => unusable.push(name),
+                        Err(e) => {
+                            tracing::warn!("could not drop the copy of logical slot {name}: {e}")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("could not advance the copy of logical slot {name}: {e}"),
             }
         }
         let missing: Vec<String> = copies
             .into_iter()
-            .filter(|name| existing.iter().all(|s| &s.name != name))
+            .filter(|name| unusable.contains(name) || existing.iter().all(|s| &s.name != name))
             .collect();
-        let due = self
-            .slot_state
-            .copied_at
-            .is_none_or(|at| at.elapsed() >= LOGICAL_COPY_RETRY);
+        let moved = missing
+            .iter()
+            .any(|name| self.slot_state.copied_positions.get(name) != published.get(name));
+        let due = self.slot_state.copied_at.is_none_or(|at| {
+            let waited = at.elapsed();
+            waited >= LOGICAL_COPY_RETRY || moved && waited >= LOGICAL_COPY_MIN_INTERVAL
+        });
         let leader = cluster
             .leader_name()
             .filter(|l| *l != self.settings.name)
@@ -848,6 +868,10 @@ impl Daemon {
             );
         }
         self.slot_state.copied_at = Some(std::time::Instant::now());
+        self.slot_state.copied_positions = missing
+            .iter()
+            .filter_map(|name| Some((name.clone(), *published.get(name)?)))
+            .collect();
         tracing::info!(
             "copying logical replication slots {} from {leader}; PostgreSQL restarts",
             missing.join(", ")
@@ -860,9 +884,14 @@ impl Daemon {
     }
 }
 
-/// How long a replica waits before copying logical slots again after a copy that
-/// left some missing (each copy restarts PostgreSQL).
+/// How long a replica waits before copying logical slots again after a copy that left
+/// some missing, unless the leader's positions for them moved (each copy restarts
+/// PostgreSQL).
 const LOGICAL_COPY_RETRY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The least time between two copies (each restarts PostgreSQL), however fast the
+/// leader's positions move.
+const LOGICAL_COPY_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Daemon {
     /// The MPP moments of a cycle: the coordinator's leader aligns the metadata with the

@@ -233,8 +233,10 @@ pub(super) fn logical_advance_targets(
 #[derive(Debug, Default)]
 pub(crate) struct SlotState {
     /// When this replica last copied logical slots from the primary (a copy restarts
-    /// PostgreSQL, so a failing one is not retried every cycle).
+    /// PostgreSQL, so a failing one is not retried every cycle), and the leader's
+    /// published positions then: a copy is retried early once they moved.
     pub(super) copied_at: Option<Instant>,
+    pub(super) copied_positions: BTreeMap<String, u64>,
     /// The retention clock; `None` until this node syncs slots as a primary.
     pub(super) retained: Option<RetainedSlots>,
     /// `/status` `slots`.
