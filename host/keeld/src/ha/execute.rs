@@ -827,7 +827,7 @@ impl Daemon {
                     match self.pg.drop_slot(&name).await {
                         Ok(()) => unusable.push(name),
                         Err(e) => {
-                            tracing::warn!("could not drop the copy of logical slot {name}: {e}")
+                            tracing::warn!("could not drop the copy of logical slot {name}: {e}");
                         }
                     }
                 }
