@@ -265,15 +265,17 @@ impl Cluster {
         let mut out = String::new();
         for m in &self.members {
             let text = std::fs::read_to_string(&m.log).unwrap_or_default();
-            // The daemon's own lines; PostgreSQL's server log goes to the same file.
+            // The daemon's own lines; PostgreSQL's server log goes to the same file. A
+            // steady "no action" repeats every loop_wait and would push out what happened.
             let tail: Vec<&str> = text
                 .lines()
                 .filter(|l| !l.contains(" UTC [") && !l.starts_with('\t'))
+                .filter(|l| !l.contains("INFO no action. I am"))
                 .rev()
                 .take(40)
                 .collect();
             out.push_str(&format!(
-                "\n----- {} (last 40 daemon lines) -----\n",
+                "\n----- {} (last 40 daemon lines, \"no action\" left out) -----\n",
                 m.name
             ));
             for line in tail.into_iter().rev() {

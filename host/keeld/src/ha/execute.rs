@@ -490,6 +490,13 @@ impl Daemon {
                 }
                 DemoteMode::Immediate | DemoteMode::ImmediateNoLock => StopMode::Immediate,
             };
+            // Before the coordinator pauses its traffic (as Patroni orders it): the stop's
+            // own CHECKPOINT then has little left, and the pause stays short.
+            if mode == DemoteMode::Graceful
+                && let Err(e) = pg.checkpoint().await
+            {
+                tracing::warn!("CHECKPOINT before the switchover failed: {e}");
+            }
             if let Some(mpp) = mpp {
                 if announce {
                     mpp.notify(MppEventKind::BeforeDemote, t.ttl, t.retry_timeout)
