@@ -586,15 +586,10 @@ async fn replica_starts_with_the_primarys_higher_pg_control_values() {
     keel_testkit::unprivileged_test!();
     let Some(mut c) = Cluster::new() else { return };
     let n1 = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.parameters.set("max_connections", "150");
         })
         .await;
-    c.nodes[n1]
-        .pg
-        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     // n2 is configured with the default 100: PostgreSQL would refuse to start a hot standby.
     let n2 = c.replica("n2", n1).await;
     let r = &c.nodes[n2].pg;
@@ -612,15 +607,10 @@ async fn logical_slots_are_copied_to_a_replica() {
     keel_testkit::unprivileged_test!();
     let Some(mut c) = Cluster::new() else { return };
     let n1 = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.parameters.set("wal_level", "logical");
         })
         .await;
-    c.nodes[n1]
-        .pg
-        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     let n2 = c
         .add("n2", |s| {
             s.parameters.set("wal_level", "logical");
@@ -760,16 +750,12 @@ async fn a_custom_bootstrap_recovers_a_backup_to_a_point_in_time() {
     std::fs::create_dir_all(&archive).expect("archive dir");
     let archive_command = format!("cp %p {}/%f", archive.display());
     let n1 = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.parameters.set("archive_mode", "on");
             s.parameters.set("archive_command", archive_command.clone());
         })
         .await;
     let source = &c.nodes[n1].pg;
-    source
-        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     let basebackup = c.bins.bin("pg_basebackup");
     let status = std::process::Command::new(&basebackup)
         .arg(format!("--pgdata={}", backup.display()))
@@ -854,16 +840,11 @@ async fn unarchived_wal_is_archived_before_a_rewind() {
         archive.display()
     );
     let n1 = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.parameters.set("archive_mode", "on");
             s.parameters.set("archive_command", archive_command.clone());
         })
         .await;
-    c.nodes[n1]
-        .pg
-        .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     let n2 = c.replica("n2", n1).await;
     wait_streaming(&c.nodes[n1].pg, "n2").await;
     let (old, new) = (&c.nodes[n1].pg, &c.nodes[n2].pg);

@@ -87,7 +87,12 @@ impl Cluster {
 
     /// A bootstrapped primary.
     pub async fn primary(&mut self, name: &str) -> usize {
-        let i = self.add(name, |_| {}).await;
+        self.primary_with(name, |_| {}).await
+    }
+
+    /// A bootstrapped primary whose settings `edit` changed first.
+    pub async fn primary_with(&mut self, name: &str, edit: impl FnOnce(&mut Settings)) -> usize {
+        let i = self.add(name, edit).await;
         self.nodes[i]
             .pg
             .bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
