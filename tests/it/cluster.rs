@@ -209,7 +209,11 @@ impl Cluster {
             let _ = child.wait();
         }
         if let Some(pid) = m.postmaster_pid() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            // The postmaster may be gone already (a stale postmaster.pid).
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 

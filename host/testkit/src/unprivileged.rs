@@ -4,7 +4,9 @@
 //! starts [`unprivileged_test!`](crate::unprivileged_test) therefore re-executes its own binary as
 //! `keel` with `runuser -u keel -- <current_exe> --exact <test name> --nocapture`, waits for it and
 //! asserts that it passed. The child sees the marker variable [`MARKER_ENV`] and runs the test body
-//! for real; without root the macro does nothing.
+//! for real; without root the macro does nothing. The child's output is collected and handed to
+//! the parent test's own (captured) output in one piece: tests running in parallel would otherwise
+//! interleave their lines on the terminal, and libtest shows it only for a test that failed.
 //!
 //! **Permissions.** `keel` must be able to execute the test binary: every directory from `/` down
 //! to `target/debug/deps` must be traversable (`o+x`) and the binary readable and executable
@@ -48,6 +50,10 @@ pub fn is_root() -> bool {
 ///
 /// # Panics
 /// When the test name cannot be found, or the child cannot be spawned.
+#[expect(
+    clippy::print_stdout,
+    reason = "the child test's output belongs in this test's captured output"
+)]
 pub fn reexec_as_unprivileged_if_root() -> Option<ExitStatus> {
     if !is_root() || std::env::var_os(MARKER_ENV).is_some() {
         return None;
@@ -67,12 +73,20 @@ pub fn reexec_as_unprivileged_if_root() -> Option<ExitStatus> {
         "--nocapture".into(),
         "--test-threads=1".into(),
     ];
-    reexec_current_exe_if_root(&args)
+    let output = unprivileged_command(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("unprivileged: cannot run `runuser -u {}`: {e}", test_user()));
+    check_executable(output.status);
+    // print!/eprint! go through libtest's capture of this test.
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    Some(output.status)
 }
 
 /// Re-runs the current executable with `args` as the unprivileged user when this process is root
 /// (and not already a child), returning the child's exit status; `None` when nothing was done.
-/// Bench binaries (`harness = false`) use this with their own arguments.
+/// The child writes to this process's stdout and stderr as it goes. Bench binaries
+/// (`harness = false`) use this with their own arguments.
 ///
 /// # Panics
 /// When `runuser` cannot be spawned, or the user cannot execute the binary (with a message naming
@@ -81,26 +95,39 @@ pub fn reexec_current_exe_if_root(args: &[OsString]) -> Option<ExitStatus> {
     if !is_root() || std::env::var_os(MARKER_ENV).is_some() {
         return None;
     }
+    let status = unprivileged_command(args)
+        .status()
+        .unwrap_or_else(|e| panic!("unprivileged: cannot run `runuser -u {}`: {e}", test_user()));
+    check_executable(status);
+    Some(status)
+}
+
+/// `runuser -u <user> -- <current exe> <args>` with the marker set.
+fn unprivileged_command(args: &[OsString]) -> Command {
     let exe = std::env::current_exe()
         .unwrap_or_else(|e| panic!("unprivileged: cannot find the current executable: {e}"));
-    let user = test_user();
-    let status = Command::new("runuser")
+    let mut command = Command::new("runuser");
+    command
         .arg("-u")
-        .arg(&user)
+        .arg(test_user())
         .arg("--")
         .arg(&exe)
         .args(args)
-        .env(MARKER_ENV, "1")
-        .status()
-        .unwrap_or_else(|e| panic!("unprivileged: cannot run `runuser -u {user}`: {e}"));
+        .env(MARKER_ENV, "1");
+    command
+}
+
+/// Panics naming the path that blocks the user when runuser could not execute the binary.
+fn check_executable(status: ExitStatus) {
     // 126: found but not executable; 127: not found (e.g. a directory on the way is closed).
     // The mode-bit check only names the culprit; group access may make it too strict, so it is
     // consulted after the fact.
     if matches!(status.code(), Some(126 | 127)) {
+        let exe = std::env::current_exe()
+            .unwrap_or_else(|e| panic!("unprivileged: cannot find the current executable: {e}"));
         let blocker = first_unreachable(&exe).unwrap_or_else(|| exe.clone());
-        panic!("{}", permission_message(&user, &exe, &blocker));
+        panic!("{}", permission_message(&test_user(), &exe, &blocker));
     }
-    Some(status)
 }
 
 fn permission_message(user: &str, exe: &Path, blocker: &Path) -> String {
