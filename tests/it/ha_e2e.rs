@@ -438,54 +438,132 @@ fn a_member_without_its_required_watchdog_never_leads() {
 #[test]
 fn a_permanent_logical_slot_survives_a_failover_at_its_position() {
     keel_testkit::unprivileged_test!();
-    let Some(mut c) = Cluster::start_spec(&crate::cluster::Spec {
-        dcs_extra: "slots: {cdc: {type: logical, database: postgres, plugin: test_decoding}}",
-        pg_parameters: "wal_level: logical, hot_standby_feedback: 'on'",
-        ..crate::cluster::Spec::plain(2)
-    }) else {
+    let Some(mut c) = logical_slot_cluster("on") else {
         return;
     };
     let leader = c.wait_healthy(1, BOOT);
     let replica = 1 - leader;
-    c.wait_for("the replica to hold a copy of the slot", BOOT, |c| {
-        slot_names(c, replica)
-            .contains(&"cdc".to_owned())
-            .then_some(())
-    });
-    c.sql(leader, "CREATE TABLE lt (v int); INSERT INTO lt VALUES (1)")
-        .unwrap();
-    let consumed = c
-        .sql(
-            leader,
-            "SELECT count(*) FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
-        )
-        .unwrap();
-    assert_ne!(consumed, ["0"], "the consumer saw the first row");
-    let position = c
-        .sql(
-            leader,
-            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc'",
-        )
-        .unwrap()
-        .remove(0);
+    let position = consume_one_row(&c, leader);
+    // The replica copies the slot once the primary's no longer needs WAL older than the
+    // replica has (a live consumer gets it there: poll as one), moves the copy to the
+    // consumer's position, and tells when hot_standby_feedback protects it.
     let query = format!(
         "SELECT confirmed_flush_lsn >= '{position}'::pg_lsn FROM pg_replication_slots \
          WHERE slot_name = 'cdc'"
     );
-    // A first copy taken while the primary's slot still held WAL older than the
-    // replica's is dropped and copied again (at most every 30 s): allow for that.
-    c.wait_for("the copy to reach the consumer's position", BOOT, |c| {
-        (c.sql(replica, &query).ok()? == ["t"]).then_some(())
+    let ready = format!("{}: ", c.members[replica].name);
+    c.wait_for("a safe copy at the consumer's position", BOOT, |c| {
+        consume(c, leader);
+        (c.sql(replica, &query).ok()? == ["t"]).then_some(())?;
+        c.daemon_lines()
+            .lines()
+            .any(|l| {
+                l.starts_with(&ready)
+                    && l.contains("logical slot cdc is safe to use after a failover")
+            })
+            .then_some(())
     });
 
     c.kill_node(leader);
     c.wait_for("the replica to take over", FAILOVER, |c| {
         (c.leader()? == replica).then_some(())
     });
-    c.sql(replica, "INSERT INTO lt VALUES (2)").unwrap();
+    assert!(
+        !c.daemon_lines()
+            .contains("might be unsafe to use after promote"),
+        "{}",
+        c.logs()
+    );
+    assert_only_new_row_decoded(&c, replica);
+}
+
+/// Without hot_standby_feedback a copy is still made and moved, but never counts as safe:
+/// the replica says why, and warns when it is promoted with it.
+#[test]
+fn a_logical_slot_copy_without_feedback_is_promoted_with_a_warning() {
+    keel_testkit::unprivileged_test!();
+    let Some(mut c) = logical_slot_cluster("off") else {
+        return;
+    };
+    let leader = c.wait_healthy(1, BOOT);
+    let replica = 1 - leader;
+    consume_one_row(&c, leader);
+    let name = c.members[replica].name.clone();
+    c.wait_for(
+        "the replica to hold the copy and say it is unprotected",
+        BOOT,
+        |c| {
+            consume(c, leader);
+            slot_names(c, replica)
+                .contains(&"cdc".to_owned())
+                .then_some(())?;
+            c.daemon_lines()
+                .lines()
+                .any(|l| {
+                    l.starts_with(&format!("{name}: "))
+                        && l.contains("logical slot failover requires hot_standby_feedback = on")
+                })
+                .then_some(())
+        },
+    );
+    c.kill_node(leader);
+    c.wait_for("the replica to take over", FAILOVER, |c| {
+        (c.leader()? == replica).then_some(())
+    });
+    let lines = c.daemon_lines();
+    let warned = lines.lines().any(|l| {
+        l.starts_with(&format!("{name}: "))
+            && l.contains(
+                "logical replication slots that might be unsafe to use after promote: cdc",
+            )
+    });
+    assert!(warned, "{}", c.logs());
+    assert!(!lines.contains("logical slot cdc is safe to use after a failover"));
+}
+
+/// Two members with the permanent logical slot `cdc` (test_decoding), hot_standby_feedback
+/// as given.
+fn logical_slot_cluster(hot_standby_feedback: &str) -> Option<Cluster> {
+    Cluster::start_spec(&crate::cluster::Spec {
+        dcs_extra: "slots: {cdc: {type: logical, database: postgres, plugin: test_decoding}}",
+        pg_parameters: &format!(
+            "wal_level: logical, hot_standby_feedback: '{hot_standby_feedback}'"
+        ),
+        ..crate::cluster::Spec::plain(2)
+    })
+}
+
+/// Writes row 1 on the leader, decodes it from `cdc` and returns the slot's position.
+fn consume_one_row(c: &Cluster, leader: usize) -> String {
+    c.sql(leader, "CREATE TABLE lt (v int); INSERT INTO lt VALUES (1)")
+        .unwrap();
+    let consumed = consume(c, leader);
+    assert!(consumed > 0, "the consumer saw the first row");
+    c.sql(
+        leader,
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc'",
+    )
+    .unwrap()
+    .remove(0)
+}
+
+/// Decodes (and confirms) whatever `cdc` has on member `i`, as a live consumer; the count.
+fn consume(c: &Cluster, i: usize) -> usize {
+    c.sql(
+        i,
+        "SELECT count(*) FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
+    )
+    .ok()
+    .and_then(|rows| rows.first()?.parse().ok())
+    .unwrap_or(0)
+}
+
+/// After a failover to `i`: a new row, and decoding `cdc` there shows only that row.
+fn assert_only_new_row_decoded(c: &Cluster, i: usize) {
+    c.sql(i, "INSERT INTO lt VALUES (2)").unwrap();
     let changes = c
         .sql(
-            replica,
+            i,
             "SELECT data FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
         )
         .unwrap();

@@ -9,9 +9,11 @@
 //!
 //! Logical slot failover (Patroni 4): [`Postgres::copy_logical_slots`] copies a logical slot's
 //! `pg_replslot/<slot>/state` from the primary (read with `pg_read_binary_file` by the rewind
-//! role) onto a stopped replica; [`Postgres::advance_slot`] moves a copy forward. Scheduling both
-//! (when a copy is needed, `hot_standby_feedback`, the "safe after failover" `catalog_xmin` check,
-//! the background advance) is the HA loop's job and not done here.
+//! role) onto a stopped replica; [`Postgres::advance_slot`] moves a copy forward;
+//! [`Postgres::leader_slots`] and [`Postgres::oldest_wal_lsn`] give what the HA loop needs to
+//! judge whether a copy is usable and safe after a failover. Scheduling all of it (when a copy
+//! is needed, `hot_standby_feedback`, the "safe after failover" `catalog_xmin` check) is the HA
+//! loop's job and not done here.
 
 use crate::Postgres;
 use crate::bootstrap::quote_literal;
@@ -81,6 +83,9 @@ pub struct ReplicationSlot {
     pub restart_lsn: Option<Lsn>,
     /// `confirmed_flush_lsn` (logical slots).
     pub confirmed_flush_lsn: Option<Lsn>,
+    /// `catalog_xmin`: the oldest transaction whose catalog rows the slot needs (logical
+    /// slots; a physical slot has one from `hot_standby_feedback`).
+    pub catalog_xmin: Option<u32>,
 }
 
 /// What [`Postgres::sync_slots`] changed.
@@ -147,37 +152,9 @@ impl Postgres {
     /// The non-temporary and temporary slots on this server.
     pub async fn slots(&self) -> Result<Vec<ReplicationSlot>> {
         let rows = self
-            .query(
-                "SELECT slot_name::text, slot_type, plugin::text, database::text, temporary, \
-                 active, restart_lsn::text, confirmed_flush_lsn::text FROM pg_replication_slots",
-            )
+            .query(&format!("{SLOTS_QUERY} FROM pg_replication_slots"))
             .await?;
-        rows.iter()
-            .map(|r| {
-                let slot_type: String = r.try_get(1)?;
-                let kind = if slot_type == "logical" {
-                    SlotKind::Logical {
-                        plugin: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
-                        database: r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
-                    }
-                } else {
-                    SlotKind::Physical
-                };
-                let lsn = |i: usize| -> Result<Option<Lsn>> {
-                    r.try_get::<_, Option<String>>(i)?
-                        .map(|s| s.parse())
-                        .transpose()
-                };
-                Ok(ReplicationSlot {
-                    name: r.try_get(0)?,
-                    kind,
-                    temporary: r.try_get(4)?,
-                    active: r.try_get(5)?,
-                    restart_lsn: lsn(6)?,
-                    confirmed_flush_lsn: lsn(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(slot_from_row).collect()
     }
 
     /// Makes the server's slots match `wanted`. `ignore` keeps unwanted slots it returns true
@@ -282,6 +259,48 @@ impl Postgres {
 }
 
 impl Postgres {
+    /// The slots `names` on the primary at `primary` (those it has). Empty when that server
+    /// is in recovery: only a primary's slots say what a failover would find.
+    pub async fn leader_slots(
+        &self,
+        primary: &crate::Upstream,
+        names: &[String],
+    ) -> Result<Vec<ReplicationSlot>> {
+        let client = self.connect_leader(primary).await?;
+        let t = self.settings.timeouts.query;
+        let sql = format!(
+            "{SLOTS_QUERY} FROM pg_replication_slots \
+             WHERE NOT pg_is_in_recovery() AND slot_name = ANY($1)"
+        );
+        let rows = tokio::time::timeout(t, client.query(&sql, &[&names]))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: crate::error::Wait::Query,
+                timeout: t,
+            })??;
+        rows.iter().map(slot_from_row).collect()
+    }
+
+    /// Where the oldest WAL segment in this server's `pg_wal` starts: WAL before it is gone
+    /// here, so a logical slot that still needs it cannot be decoded or advanced here.
+    /// `None` when `pg_wal` holds no complete segment.
+    pub async fn oldest_wal_lsn(&self) -> Result<Option<Lsn>> {
+        let rows = self
+            .query(
+                "SELECT min(substr(name, 9)), current_setting('wal_segment_size') \
+                 FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'",
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let Some(position) = row.try_get::<_, Option<String>>(0)? else {
+            return Ok(None);
+        };
+        let size: String = row.try_get(1)?;
+        segment_start(&position, &size).map(Some)
+    }
+
     /// Drops the replication slot `name` (not active).
     pub async fn drop_slot(&self, name: &str) -> Result<()> {
         self.execute(&format!(
@@ -343,6 +362,75 @@ impl Postgres {
     }
 }
 
+/// The columns [`slot_from_row`] reads, without the `FROM`.
+const SLOTS_QUERY: &str = "SELECT slot_name::text, slot_type, plugin::text, database::text, \
+    temporary, active, restart_lsn::text, confirmed_flush_lsn::text, catalog_xmin::text";
+
+fn slot_from_row(r: &tokio_postgres::Row) -> Result<ReplicationSlot> {
+    let slot_type: String = r.try_get(1)?;
+    let kind = if slot_type == "logical" {
+        SlotKind::Logical {
+            plugin: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+            database: r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
+        }
+    } else {
+        SlotKind::Physical
+    };
+    let lsn = |i: usize| -> Result<Option<Lsn>> {
+        r.try_get::<_, Option<String>>(i)?
+            .map(|s| s.parse())
+            .transpose()
+    };
+    let catalog_xmin = r
+        .try_get::<_, Option<String>>(8)?
+        .map(|text| {
+            text.parse::<u32>().map_err(|_| Error::Parse {
+                what: "catalog_xmin",
+                text,
+            })
+        })
+        .transpose()?;
+    Ok(ReplicationSlot {
+        name: r.try_get(0)?,
+        kind,
+        temporary: r.try_get(4)?,
+        active: r.try_get(5)?,
+        restart_lsn: lsn(6)?,
+        confirmed_flush_lsn: lsn(7)?,
+        catalog_xmin,
+    })
+}
+
+/// The LSN a WAL segment starts at, from the last 16 hex digits of its file name (log and
+/// segment number; the timeline is left off) and `wal_segment_size` as `SHOW` prints it.
+fn segment_start(log_and_segment: &str, segment_size: &str) -> Result<Lsn> {
+    let parse_err = || Error::Parse {
+        what: "WAL segment",
+        text: format!("{log_and_segment} ({segment_size})"),
+    };
+    let size = parse_size(segment_size).ok_or_else(parse_err)?;
+    let hex = |s: Option<&str>| s.and_then(|s| u64::from_str_radix(s, 16).ok());
+    let log = hex(log_and_segment.get(..8)).ok_or_else(parse_err)?;
+    let segment = hex(log_and_segment.get(8..16)).ok_or_else(parse_err)?;
+    // Segments per 4 GiB "log" file: a segment number counts within its log.
+    let per_log = (1u64 << 32) / size;
+    Ok(Lsn(log * (1u64 << 32) + (segment % per_log) * size))
+}
+
+/// `16MB`, `1GB`, `1024kB` (what `SHOW wal_segment_size` prints) in bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits.parse().ok()?;
+    let unit = match &text[digits.len()..] {
+        "" | "B" => 1,
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return None,
+    };
+    Some(n * unit).filter(|size| size.is_power_of_two())
+}
+
 /// Writes one slot's `state` file into `dir` (replacing a previous copy) and fsyncs both.
 fn write_slot_state(dir: &std::path::Path, state: &[u8]) -> Result<()> {
     use std::io::Write as _;
@@ -384,7 +472,29 @@ mod tests {
             active,
             restart_lsn: None,
             confirmed_flush_lsn: None,
+            catalog_xmin: None,
         }
+    }
+
+    #[test]
+    fn wal_segment_names_give_their_start() {
+        // 000000010000000000000003 with 16 MB segments starts at 0/3000000.
+        assert_eq!(
+            segment_start("0000000000000003", "16MB").unwrap(),
+            Lsn(0x300_0000)
+        );
+        // Log 1, segment 0xFF: 1/FF000000.
+        assert_eq!(
+            segment_start("00000001000000FF", "16MB").unwrap(),
+            Lsn(0x1_FF00_0000)
+        );
+        assert_eq!(
+            segment_start("0000000200000001", "1GB").unwrap(),
+            Lsn(0x2_4000_0000)
+        );
+        assert!(segment_start("00000001", "16MB").is_err());
+        assert!(segment_start("0000000000000003", "15MB").is_err());
+        assert!(segment_start("0000000000000003", "16XB").is_err());
     }
 
     #[test]

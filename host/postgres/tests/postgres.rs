@@ -650,6 +650,34 @@ async fn logical_slots_are_copied_to_a_replica() {
     assert!(
         matches!(&cdc.kind, keel_postgres::SlotKind::Logical { plugin, .. } if plugin == "pgoutput")
     );
+    // What the HA loop reads to judge a copy: the primary's slots, with the catalog_xmin the
+    // copy carries over and the feedback slot (no catalog_xmin without hot_standby_feedback) ...
+    let names = ["cdc".to_owned(), "n2".to_owned(), "nope".to_owned()];
+    let on_primary = r.leader_slots(&up, &names).await.expect("leader slots");
+    let mut found: Vec<&str> = on_primary.iter().map(|s| s.name.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(found, ["cdc", "n2"]);
+    let primary_cdc = on_primary.iter().find(|s| s.name == "cdc").unwrap();
+    assert!(primary_cdc.catalog_xmin.is_some(), "{primary_cdc:?}");
+    assert_eq!(cdc.catalog_xmin, primary_cdc.catalog_xmin, "the copy's own");
+    let feedback = on_primary.iter().find(|s| s.name == "n2").unwrap();
+    assert_eq!(feedback.kind, keel_postgres::SlotKind::Physical);
+    // ... and nothing from a server in recovery.
+    let from_replica = p
+        .leader_slots(&c.nodes[n2].upstream(), &names)
+        .await
+        .expect("replica slots");
+    assert!(from_replica.is_empty(), "{from_replica:?}");
+    // The replica's oldest WAL: a segment boundary, not after what it replayed.
+    let oldest = r
+        .oldest_wal_lsn()
+        .await
+        .expect("oldest")
+        .expect("a segment");
+    assert_eq!(oldest.0 % (16 << 20), 0, "{oldest}");
+    let replayed = r.state().await.expect("state").replay_lsn.expect("replay");
+    assert!(oldest <= replayed, "{oldest} > {replayed}");
+
     // The replica's slot sync keeps the copy when it is wanted there.
     wanted.remove(0);
     let report = r.sync_slots(&wanted, &|_| false).await.expect("sync");

@@ -278,6 +278,13 @@ impl Daemon {
             }
             Action::Promote => {
                 self.upstream = None;
+                let unready = self.slot_state.readiness.unready();
+                if !unready.is_empty() {
+                    tracing::warn!(
+                        "logical replication slots that might be unsafe to use after promote: {}",
+                        unready.join(", ")
+                    );
+                }
                 let pre_promote = self.settings.postgresql.pre_promote.clone();
                 let mpp = self.mpp.clone();
                 let t = self.timeouts();
@@ -780,6 +787,7 @@ impl Daemon {
             self.slot_state = super::slots::SlotState {
                 copied_at: self.slot_state.copied_at,
                 copied_positions: std::mem::take(&mut self.slot_state.copied_positions),
+                readiness: std::mem::take(&mut self.slot_state.readiness),
                 ..Default::default()
             };
             let published = cluster.status.slots.clone().unwrap_or_default();
@@ -802,9 +810,10 @@ impl Daemon {
     }
 
     /// Patroni 4's slot failover on a replica: copy the leader's permanent logical slots
-    /// that are missing here (their state files; PostgreSQL restarts to load them), and
-    /// move the copies along with the leader's published positions, so a consumer finds
-    /// its slot, at about its position, on whichever member is promoted.
+    /// that are missing here (their state files; PostgreSQL restarts to load them), move the
+    /// copies along with the leader's published positions, and tell when each copy is safe
+    /// to use after a failover (`slot_readiness`), so a consumer finds its slot, at about its
+    /// position, on whichever member is promoted.
     async fn sync_logical_copies(
         &mut self,
         cluster: &Cluster,
@@ -813,20 +822,20 @@ impl Daemon {
     ) {
         let copies = super::slots::logical_copies(&self.dynamic, published);
         if copies.is_empty() {
+            self.slot_state.readiness.clear();
             return;
         }
-        let replayed = match self.pg.state().await {
-            Ok(st) => st.replay_lsn.map_or(0, |l| l.0),
-            Err(_) => return,
+        let Ok(state) = self.pg.state().await else {
+            return;
         };
+        let replayed = state.replay_lsn.map_or(0, |l| l.0);
         let targets = super::slots::logical_advance_targets(&copies, existing, published, replayed);
         let mut unusable = Vec::new();
         for (name, lsn) in targets {
             match self.pg.advance_slot(&name, keel_postgres::Lsn(lsn)).await {
                 Ok(()) => {}
-                // The copy starts before the WAL this replica has (it was taken while the
-                // primary's slot still held older WAL): drop it and copy it again, as
-                // Patroni does; the primary's slot has moved on with its consumer.
+                // The copy starts before the WAL this replica has (the primary's slot needed
+                // older WAL when it was copied): drop it and copy it again, as Patroni does.
                 Err(e) if e.is_wal_removed() => {
                     tracing::warn!(
                         "the copy of logical slot {name} is unusable here ({e}); copying it again"
@@ -841,9 +850,31 @@ impl Daemon {
                 Err(e) => tracing::warn!("could not advance the copy of logical slot {name}: {e}"),
             }
         }
+        let Some(leader) = cluster
+            .leader_name()
+            .filter(|l| *l != self.settings.name)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        let up = match self.member_upstream(Some(cluster), Some(&leader)) {
+            Ok(Some(up)) => up,
+            Ok(None) | Err(_) => return,
+        };
+        let here: Vec<_> = existing
+            .iter()
+            .filter(|s| copies.contains(&s.name) && !unusable.contains(&s.name))
+            .cloned()
+            .collect();
+        let epoch = super::slot_readiness::Epoch {
+            postmaster_start: state.postmaster_start_time.clone(),
+            leader: leader.clone(),
+        };
+        self.check_copy_readiness(cluster, epoch, &up, &here).await;
+
         let missing: Vec<String> = copies
             .into_iter()
-            .filter(|name| unusable.contains(name) || existing.iter().all(|s| &s.name != name))
+            .filter(|name| here.iter().all(|s| &s.name != name))
             .collect();
         let moved = missing
             .iter()
@@ -852,17 +883,13 @@ impl Daemon {
             let waited = at.elapsed();
             waited >= LOGICAL_COPY_RETRY || moved && waited >= LOGICAL_COPY_MIN_INTERVAL
         });
-        let leader = cluster
-            .leader_name()
-            .filter(|l| *l != self.settings.name)
-            .map(str::to_owned);
-        let (false, true, Some(leader)) = (missing.is_empty(), due, leader) else {
+        if missing.is_empty() || !due {
             return;
-        };
-        let up = match self.member_upstream(Some(cluster), Some(&leader)) {
-            Ok(Some(up)) => up,
-            Ok(None) | Err(_) => return,
-        };
+        }
+        let missing = self.usable_copies(&leader, &up, missing).await;
+        if missing.is_empty() {
+            return;
+        }
         if self
             .pg
             .query_text("SHOW hot_standby_feedback")
@@ -888,6 +915,132 @@ impl Daemon {
             tracing::info!("copied logical replication slots: {}", copied.join(", "));
             Ok(TaskOutcome::Started)
         });
+    }
+
+    /// Of the slots `wanted` from the leader, those worth copying now: a slot that still
+    /// needs WAL older than any this replica has could be neither advanced nor decoded here
+    /// (a copy would only cost a restart and be dropped again), so it waits until its
+    /// consumer moves on. Unknown positions do not hold a copy back.
+    async fn usable_copies(
+        &mut self,
+        leader: &str,
+        up: &keel_postgres::Upstream,
+        wanted: Vec<String>,
+    ) -> Vec<String> {
+        let oldest_here = match self.pg.oldest_wal_lsn().await {
+            Ok(Some(lsn)) => lsn,
+            Ok(None) | Err(_) => return wanted,
+        };
+        let on_primary = match self.pg.leader_slots(up, &wanted).await {
+            Ok(slots) => slots,
+            Err(_) => return wanted,
+        };
+        let (usable, waiting): (Vec<String>, Vec<String>) = wanted.into_iter().partition(|name| {
+            on_primary
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|s| s.restart_lsn)
+                .is_none_or(|needed| needed >= oldest_here)
+        });
+        if !waiting.is_empty() {
+            let reason = format!(
+                "not copying logical slots {} yet: on the primary {leader} they still need WAL \
+                 older than this replica's oldest ({oldest_here}); they are copied once their \
+                 consumers move on",
+                waiting.join(", ")
+            );
+            if self.slot_state.readiness.note_stall(reason.clone()) {
+                tracing::info!("{reason}");
+            }
+        }
+        usable
+    }
+
+    /// Patroni 4's readiness check of the copies this replica has (see `slot_readiness`):
+    /// reads the primary's side and logs each copy that became safe to use after a failover,
+    /// or, once, why the check cannot progress.
+    async fn check_copy_readiness(
+        &mut self,
+        cluster: &Cluster,
+        epoch: super::slot_readiness::Epoch,
+        up: &keel_postgres::Upstream,
+        here: &[keel_postgres::ReplicationSlot],
+    ) {
+        let leader = epoch.leader.clone();
+        self.slot_state.readiness.begin(epoch, here);
+        if self.slot_state.readiness.unready().is_empty() {
+            return;
+        }
+        // Logged once per reason; `warn` for what needs the operator.
+        let stall = |this: &mut Self, warn: bool, reason: String| {
+            if this.slot_state.readiness.note_stall(reason.clone()) {
+                if warn {
+                    tracing::warn!("{reason}");
+                } else {
+                    tracing::info!("{reason}");
+                }
+            }
+        };
+        let Some(physical) =
+            super::slots::slot_on_primary(&self.settings.name, &self.settings.tags, cluster)
+        else {
+            return stall(
+                self,
+                true,
+                "logical slot copies cannot be kept safe after a failover: this member \
+                 streams through no physical slot on the primary (nostream, or a \
+                 replicatefrom loop)"
+                    .to_owned(),
+            );
+        };
+        let mut names = self.slot_state.readiness.awaiting_primary();
+        names.push(physical.clone());
+        let on_primary = match self.pg.leader_slots(up, &names).await {
+            Ok(slots) => slots,
+            Err(e) => {
+                return stall(
+                    self,
+                    true,
+                    format!(
+                        "cannot check the logical slot copies against the primary {leader}: {e}"
+                    ),
+                );
+            }
+        };
+        let physical_xmin = on_primary
+            .iter()
+            .find(|s| s.name == physical && s.kind == keel_postgres::SlotKind::Physical)
+            .map(|s| s.catalog_xmin);
+        match physical_xmin {
+            None => stall(
+                self,
+                true,
+                format!("physical slot {physical} does not exist on the primary {leader}"),
+            ),
+            Some(None) => {
+                let feedback_off = self
+                    .pg
+                    .query_text("SHOW hot_standby_feedback")
+                    .await
+                    .is_ok_and(|v| v != "on");
+                let reason = if feedback_off {
+                    "logical slot failover requires hot_standby_feedback = on: the copies here \
+                     are not protected on the primary"
+                        .to_owned()
+                } else {
+                    format!(
+                        "waiting for hot_standby_feedback to reach physical slot {physical} on \
+                         the primary {leader} before the logical slot copies are safe"
+                    )
+                };
+                stall(self, feedback_off, reason);
+            }
+            Some(Some(xmin)) => {
+                for name in self.slot_state.readiness.settle(xmin, &on_primary, here) {
+                    tracing::info!("logical slot {name} is safe to use after a failover");
+                }
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod observe;
 mod peers;
 pub(crate) mod pgconf;
 pub(crate) mod requests;
+mod slot_readiness;
 pub(crate) mod slots;
 mod status;
 

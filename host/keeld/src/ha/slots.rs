@@ -208,6 +208,37 @@ pub(super) fn logical_copies(
         .collect()
 }
 
+/// The physical slot on the primary that carries this replica's `hot_standby_feedback`:
+/// its own, or that of the member it cascades from (`replicatefrom`, followed up to a member
+/// streaming from the primary); `None` for `nostream` or a `replicatefrom` loop (Patroni's
+/// `get_slot_name_on_primary`).
+pub(super) fn slot_on_primary(
+    name: &str,
+    tags: &keel_config::Tags,
+    cluster: &Cluster,
+) -> Option<String> {
+    let mut seen = vec![name.to_owned()];
+    let (mut name, mut tags) = (name.to_owned(), tags.clone());
+    loop {
+        if tags.nostream() {
+            return None;
+        }
+        let upstream = tags
+            .replicatefrom()
+            .filter(|from| *from != name)
+            .and_then(|from| cluster.member(from));
+        let Some(upstream) = upstream else {
+            return Some(slot_name_from_member_name(&name));
+        };
+        if seen.contains(&upstream.name) {
+            return None;
+        }
+        seen.push(upstream.name.clone());
+        name = upstream.name.clone();
+        tags = keel_ha::tags_of(upstream);
+    }
+}
+
 /// Where a replica moves its copies: the leader's published `confirmed_flush_lsn`,
 /// but never past what the replica replayed (decoding there needs that WAL).
 pub(super) fn logical_advance_targets(
@@ -237,6 +268,8 @@ pub(crate) struct SlotState {
     /// published positions then: a copy is retried early once they moved.
     pub(super) copied_at: Option<Instant>,
     pub(super) copied_positions: BTreeMap<String, u64>,
+    /// Whether this replica's logical slot copies are safe to use after a failover.
+    pub(super) readiness: super::slot_readiness::CopyReadiness,
     /// The retention clock; `None` until this node syncs slots as a primary.
     pub(super) retained: Option<RetainedSlots>,
     /// `/status` `slots`.
@@ -382,6 +415,7 @@ mod tests {
             active,
             restart_lsn: Some(Lsn(lsn)),
             confirmed_flush_lsn: None,
+            catalog_xmin: None,
         }
     }
 
@@ -617,6 +651,43 @@ mod tests {
         );
         let expired = t0 + Duration::from_secs(61);
         assert_eq!(retained.update("a", &gone, &conf, &[], expired), ["a"]);
+    }
+
+    #[test]
+    fn the_feedback_slot_on_the_primary_follows_cascades() {
+        let tags = |json: serde_json::Value| {
+            let map = serde_json::from_value(json).unwrap();
+            keel_config::Tags::parse(&map).unwrap().0
+        };
+        let c = cluster(vec![
+            member("b", &json!({})),
+            member("c", &json!({"replicatefrom": "b"})),
+            member("x", &json!({"replicatefrom": "y"})),
+            member("y", &json!({"replicatefrom": "x"})),
+        ]);
+        assert_eq!(
+            slot_on_primary("b", &tags(json!({})), &c).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            slot_on_primary("d", &tags(json!({"replicatefrom": "c"})), &c).as_deref(),
+            Some("b"),
+            "d <- c <- b <- primary"
+        );
+        assert_eq!(
+            slot_on_primary("d", &tags(json!({"replicatefrom": "nobody"})), &c).as_deref(),
+            Some("d"),
+            "an unknown upstream: streams from the primary"
+        );
+        assert_eq!(
+            slot_on_primary("d", &tags(json!({"nostream": true})), &c),
+            None
+        );
+        assert_eq!(
+            slot_on_primary("d", &tags(json!({"replicatefrom": "x"})), &c),
+            None,
+            "a loop"
+        );
     }
 
     #[test]
