@@ -771,6 +771,7 @@ impl Daemon {
         if primary {
             let now = std::time::Instant::now();
             let state = &mut self.slot_state;
+            state.readiness.clear();
             let retained = state.retained.get_or_insert_with(|| {
                 let mut r = super::slots::RetainedSlots::default();
                 r.adopt(&cluster.status.retain_slots, now);
@@ -788,6 +789,7 @@ impl Daemon {
                 copied_at: self.slot_state.copied_at,
                 copied_positions: std::mem::take(&mut self.slot_state.copied_positions),
                 readiness: std::mem::take(&mut self.slot_state.readiness),
+                copies_deferred: self.slot_state.copies_deferred.take(),
                 ..Default::default()
             };
             let published = cluster.status.slots.clone().unwrap_or_default();
@@ -942,16 +944,17 @@ impl Daemon {
                 .and_then(|s| s.restart_lsn)
                 .is_none_or(|needed| needed >= oldest_here)
         });
-        if !waiting.is_empty() {
-            let reason = format!(
-                "not copying logical slots {} yet: on the primary {leader} they still need WAL \
-                 older than this replica's oldest ({oldest_here}); they are copied once their \
-                 consumers move on",
-                waiting.join(", ")
-            );
-            if self.slot_state.readiness.note_stall(reason.clone()) {
-                tracing::info!("{reason}");
+        // Said once per set of slots waiting, not every cycle.
+        let deferred = (!waiting.is_empty()).then(|| waiting.join(", "));
+        if deferred != self.slot_state.copies_deferred {
+            if let Some(names) = &deferred {
+                tracing::info!(
+                    "not copying logical slots {names} yet: on the primary {leader} they still \
+                     need WAL older than this replica's oldest ({oldest_here}); they are copied \
+                     once their consumers move on"
+                );
             }
+            self.slot_state.copies_deferred = deferred;
         }
         usable
     }

@@ -270,6 +270,9 @@ pub(crate) struct SlotState {
     pub(super) copied_positions: BTreeMap<String, u64>,
     /// Whether this replica's logical slot copies are safe to use after a failover.
     pub(super) readiness: super::slot_readiness::CopyReadiness,
+    /// The slots whose copy waits for the primary's slot to need less old WAL, as last
+    /// logged.
+    pub(super) copies_deferred: Option<String>,
     /// The retention clock; `None` until this node syncs slots as a primary.
     pub(super) retained: Option<RetainedSlots>,
     /// `/status` `slots`.
