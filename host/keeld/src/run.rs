@@ -288,6 +288,7 @@ async fn start(config: Option<&Path>) -> anyhow::Result<crate::ha::Daemon> {
         watchdog,
         rest,
         slot_state: crate::ha::slots::SlotState::default(),
+        hot_standby_feedback_enforced: false,
     };
     Ok(daemon)
 }

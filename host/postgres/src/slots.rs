@@ -412,9 +412,11 @@ fn segment_start(log_and_segment: &str, segment_size: &str) -> Result<Lsn> {
     let hex = |s: Option<&str>| s.and_then(|s| u64::from_str_radix(s, 16).ok());
     let log = hex(log_and_segment.get(..8)).ok_or_else(parse_err)?;
     let segment = hex(log_and_segment.get(8..16)).ok_or_else(parse_err)?;
-    // Segments per 4 GiB "log" file: a segment number counts within its log.
-    let per_log = (1u64 << 32) / size;
-    Ok(Lsn(log * (1u64 << 32) + (segment % per_log) * size))
+    // A segment number counts within its 4 GiB "log".
+    if segment >= (1u64 << 32) / size {
+        return Err(parse_err());
+    }
+    Ok(Lsn(log * (1u64 << 32) + segment * size))
 }
 
 /// `16MB`, `1GB`, `1024kB` (what `SHOW wal_segment_size` prints) in bytes.
@@ -493,6 +495,10 @@ mod tests {
             Lsn(0x2_4000_0000)
         );
         assert!(segment_start("00000001", "16MB").is_err());
+        assert!(
+            segment_start("0000000000000100", "16MB").is_err(),
+            "256 segments per log"
+        );
         assert!(segment_start("0000000000000003", "15MB").is_err());
         assert!(segment_start("0000000000000003", "16XB").is_err());
     }

@@ -278,7 +278,18 @@ impl Daemon {
             }
             Action::Promote => {
                 self.upstream = None;
-                let unready = self.slot_state.readiness.unready();
+                let unready = match (self.pg.state().await, self.pg.slots().await) {
+                    (Ok(state), Ok(slots)) => {
+                        let copies: Vec<_> = slots
+                            .into_iter()
+                            .filter(|s| self.dynamic.slots.contains_key(&s.name))
+                            .collect();
+                        self.slot_state
+                            .readiness
+                            .unready_now(&state.postmaster_start_time, &copies)
+                    }
+                    _ => self.slot_state.readiness.unready(),
+                };
                 if !unready.is_empty() {
                     tracing::warn!(
                         "logical replication slots that might be unsafe to use after promote: {}",
@@ -564,9 +575,50 @@ impl Daemon {
     }
 
     fn current_parameters(&self) -> keel_postgres::Parameters {
-        super::pgconf::postgres_settings(&self.settings, &self.dynamic)
+        let mut params = super::pgconf::postgres_settings(&self.settings, &self.dynamic)
             .map(|s| s.parameters)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.enforce_hot_standby_feedback(&mut params);
+        params
+    }
+
+    /// Patroni's override: with logical slot copies here or downstream, the feedback that
+    /// protects them is on whatever the configuration says.
+    pub(super) fn enforce_hot_standby_feedback(&self, params: &mut keel_postgres::Parameters) {
+        if self.hot_standby_feedback_enforced {
+            params.set("hot_standby_feedback", "on");
+        }
+    }
+
+    /// Turns the `hot_standby_feedback` override on or off as the cluster now needs it
+    /// (a reload; Patroni re-decides it every cycle too).
+    async fn update_hot_standby_feedback(&mut self, cluster: &Cluster) {
+        let needed = super::slots::needs_hot_standby_feedback(
+            &self.settings.name,
+            &self.settings.tags,
+            cluster,
+            &self.dynamic,
+            self.pg.settings().use_slots,
+        );
+        if needed == self.hot_standby_feedback_enforced {
+            return;
+        }
+        self.hot_standby_feedback_enforced = needed;
+        let mut params = self.current_parameters();
+        if !self.ssn.is_empty()
+            || self.dynamic.synchronous_mode != keel_config::SynchronousMode::Off
+        {
+            params.set("synchronous_standby_names", self.ssn.clone());
+        }
+        if needed {
+            tracing::info!(
+                "hot_standby_feedback is on: logical slot copies here or on a member streaming \
+                 from this one need it"
+            );
+        }
+        if let Err(e) = self.apply_parameters(params).await {
+            tracing::warn!("could not apply hot_standby_feedback: {e}");
+        }
     }
 
     /// Publish the timeline history when ours is longer than the DCS's.
@@ -715,6 +767,9 @@ impl Daemon {
         let Ok(cluster) = &obs.cluster else {
             return;
         };
+        if obs.postgres.is_running() {
+            self.update_hot_standby_feedback(cluster).await;
+        }
         if !self.pg.settings().use_slots {
             return;
         }
@@ -747,13 +802,21 @@ impl Daemon {
             }
             None => Default::default(),
         };
+        let keeps_copies = !primary
+            && !node.standby_leader
+            && super::slots::keeps_logical_copies(
+                &self.settings.name,
+                &self.settings.tags,
+                cluster,
+                &self.dynamic,
+            );
         let dynamic = &self.dynamic;
         let ignore = |slot: &keel_postgres::ReplicationSlot| {
             dynamic.pause
                 || handler_keeps.contains(&slot.name)
                 || super::slots::is_ignored(slot, &dynamic.ignore_slots)
                 // A replica keeps the permanent logical slots it has (copies of the primary's).
-                || (!primary
+                || (keeps_copies
                     && matches!(slot.kind, keel_postgres::SlotKind::Logical { .. })
                     && dynamic.slots.contains_key(&slot.name))
         };
@@ -804,9 +867,11 @@ impl Daemon {
                     tracing::debug!("could not advance replication slot {name}: {e}");
                 }
             }
-            if !node.standby_leader && !node.nofailover && !self.dynamic.pause {
+            if keeps_copies && !self.dynamic.pause {
                 self.sync_logical_copies(cluster, &existing, &published)
                     .await;
+            } else {
+                self.slot_state.readiness.clear();
             }
         }
     }
@@ -863,9 +928,14 @@ impl Daemon {
             Ok(Some(up)) => up,
             Ok(None) | Err(_) => return,
         };
+        // Every copy here, including one the leader has stopped publishing a position for.
         let here: Vec<_> = existing
             .iter()
-            .filter(|s| copies.contains(&s.name) && !unusable.contains(&s.name))
+            .filter(|s| {
+                matches!(s.kind, keel_postgres::SlotKind::Logical { .. })
+                    && self.dynamic.slots.contains_key(&s.name)
+                    && !unusable.contains(&s.name)
+            })
             .cloned()
             .collect();
         let epoch = super::slot_readiness::Epoch {
@@ -885,25 +955,20 @@ impl Daemon {
             let waited = at.elapsed();
             waited >= LOGICAL_COPY_RETRY || moved && waited >= LOGICAL_COPY_MIN_INTERVAL
         });
-        if missing.is_empty() || !due {
+        if missing.is_empty() {
+            self.slot_state.copies_deferred = None;
+            return;
+        }
+        if !due {
             return;
         }
         let missing = self.usable_copies(&leader, &up, missing).await;
+        // Deferred copies count as an attempt: looked at again once the leader's position
+        // for them moves, at most every LOGICAL_COPY_MIN_INTERVAL.
+        self.slot_state.copied_at = Some(std::time::Instant::now());
         if missing.is_empty() {
             return;
         }
-        if self
-            .pg
-            .query_text("SHOW hot_standby_feedback")
-            .await
-            .is_ok_and(|v| v != "on")
-        {
-            tracing::warn!(
-                "logical slot copies need hot_standby_feedback = on: without it the primary \
-                 may remove catalog rows a copy needs after a failover"
-            );
-        }
-        self.slot_state.copied_at = Some(std::time::Instant::now());
         self.slot_state.copied_positions = missing
             .iter()
             .filter_map(|name| Some((name.clone(), *published.get(name)?)))
@@ -974,26 +1039,14 @@ impl Daemon {
         if self.slot_state.readiness.unready().is_empty() {
             return;
         }
-        // Logged once per reason; `warn` for what needs the operator.
-        let stall = |this: &mut Self, warn: bool, reason: String| {
-            if this.slot_state.readiness.note_stall(reason.clone()) {
-                if warn {
-                    tracing::warn!("{reason}");
-                } else {
-                    tracing::info!("{reason}");
-                }
-            }
-        };
         let Some(physical) =
             super::slots::slot_on_primary(&self.settings.name, &self.settings.tags, cluster)
         else {
-            return stall(
-                self,
+            return self.copy_check_stalled(
                 true,
                 "logical slot copies cannot be kept safe after a failover: this member \
                  streams through no physical slot on the primary (nostream, or a \
-                 replicatefrom loop)"
-                    .to_owned(),
+                 replicatefrom loop)",
             );
         };
         let mut names = self.slot_state.readiness.awaiting_primary();
@@ -1001,12 +1054,11 @@ impl Daemon {
         let on_primary = match self.pg.leader_slots(up, &names).await {
             Ok(slots) => slots,
             Err(e) => {
-                return stall(
-                    self,
+                // Logged once per reason: the error's own text may vary; it is at debug.
+                tracing::debug!("reading slots on the primary {leader}: {e}");
+                return self.copy_check_stalled(
                     true,
-                    format!(
-                        "cannot check the logical slot copies against the primary {leader}: {e}"
-                    ),
+                    &format!("cannot check the logical slot copies against the primary {leader}"),
                 );
             }
         };
@@ -1015,10 +1067,12 @@ impl Daemon {
             .find(|s| s.name == physical && s.kind == keel_postgres::SlotKind::Physical)
             .map(|s| s.catalog_xmin);
         match physical_xmin {
-            None => stall(
-                self,
+            None => self.copy_check_stalled(
                 true,
-                format!("physical slot {physical} does not exist on the primary {leader}"),
+                &format!(
+                    "physical slot {physical} is not on the primary {leader} (or it does not \
+                     run as primary yet)"
+                ),
             ),
             Some(None) => {
                 let feedback_off = self
@@ -1036,12 +1090,26 @@ impl Daemon {
                          the primary {leader} before the logical slot copies are safe"
                     )
                 };
-                stall(self, feedback_off, reason);
+                self.copy_check_stalled(feedback_off, &reason);
             }
             Some(Some(xmin)) => {
                 for name in self.slot_state.readiness.settle(xmin, &on_primary, here) {
                     tracing::info!("logical slot {name} is safe to use after a failover");
                 }
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Logs why the copy readiness check cannot progress, once per reason; `warn` for what
+    /// needs the operator.
+    fn copy_check_stalled(&mut self, warn: bool, reason: &str) {
+        if self.slot_state.readiness.note_stall(reason) {
+            if warn {
+                tracing::warn!("{reason}");
+            } else {
+                tracing::info!("{reason}");
             }
         }
     }

@@ -183,6 +183,8 @@ pub(crate) struct Daemon {
     pub(crate) rest: keel_api::ApiServer,
     /// Slot retention and the positions the next `/status` publishes.
     pub(crate) slot_state: slots::SlotState,
+    /// `hot_standby_feedback` is forced on (logical slot copies here or downstream).
+    pub(crate) hot_standby_feedback_enforced: bool,
 }
 
 pub(crate) fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {

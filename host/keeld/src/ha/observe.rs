@@ -112,6 +112,7 @@ impl Daemon {
         match super::pgconf::postgres_settings(&self.settings, &self.dynamic) {
             Ok(wanted) => {
                 let mut params = wanted.parameters;
+                self.enforce_hot_standby_feedback(&mut params);
                 if !self.ssn.is_empty()
                     || self.dynamic.synchronous_mode != keel_config::SynchronousMode::Off
                 {

@@ -23,7 +23,7 @@ use keel_postgres::{ReplicationSlot, SlotKind};
 pub(super) struct Epoch {
     /// `pg_postmaster_start_time()` of this replica.
     pub(super) postmaster_start: String,
-    /// The leader it streams from (ultimately).
+    /// The cluster's leader, whose slots the check reads.
     pub(super) leader: String,
 }
 
@@ -61,6 +61,25 @@ impl CopyReadiness {
     /// Copies still to be judged.
     pub(super) fn unready(&self) -> Vec<String> {
         self.pending.keys().cloned().collect()
+    }
+
+    /// The copies among `local` not known to be safe for the PostgreSQL started at
+    /// `postmaster_start`: all of them when the check has not run since it started (no
+    /// leader to check against since then).
+    pub(super) fn unready_now(
+        &self,
+        postmaster_start: &str,
+        local: &[ReplicationSlot],
+    ) -> Vec<String> {
+        let checked = self
+            .epoch
+            .as_ref()
+            .is_some_and(|e| e.postmaster_start == postmaster_start);
+        local
+            .iter()
+            .filter(|s| is_logical(s) && (!checked || self.pending.contains_key(&s.name)))
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// The primary's slots the next [`CopyReadiness::settle`] needs: the pending copies whose
@@ -111,11 +130,11 @@ impl CopyReadiness {
     }
 
     /// True when `reason` differs from the last one noted: log it then.
-    pub(super) fn note_stall(&mut self, reason: String) -> bool {
-        if self.last_stall.as_ref() == Some(&reason) {
+    pub(super) fn note_stall(&mut self, reason: &str) -> bool {
+        if self.last_stall.as_deref() == Some(reason) {
             return false;
         }
-        self.last_stall = Some(reason);
+        self.last_stall = Some(reason.to_owned());
         true
     }
 }
@@ -206,6 +225,25 @@ mod tests {
     }
 
     #[test]
+    fn unchecked_copies_count_as_unready_at_promotion() {
+        let mut r = CopyReadiness::default();
+        let local = [logical("cdc", Some(700)), logical("other", Some(700))];
+        assert_eq!(
+            r.unready_now("t1", &local),
+            ["cdc", "other"],
+            "never checked"
+        );
+        r.begin(epoch("t1", "a"), &local);
+        r.settle(700, &[logical("other", Some(700))], &local);
+        assert_eq!(r.unready_now("t1", &local), ["cdc"]);
+        assert_eq!(
+            r.unready_now("t2", &local),
+            ["cdc", "other"],
+            "PostgreSQL restarted since the check"
+        );
+    }
+
+    #[test]
     fn copies_gone_here_or_missing_on_the_primary() {
         let mut r = CopyReadiness::default();
         r.begin(
@@ -228,10 +266,10 @@ mod tests {
     #[test]
     fn a_stall_is_noted_once() {
         let mut r = CopyReadiness::default();
-        assert!(r.note_stall("no feedback".into()));
-        assert!(!r.note_stall("no feedback".into()));
-        assert!(r.note_stall("no physical slot".into()));
+        assert!(r.note_stall("no feedback"));
+        assert!(!r.note_stall("no feedback"));
+        assert!(r.note_stall("no physical slot"));
         r.settle(1, &[], &[]);
-        assert!(r.note_stall("no physical slot".into()), "after progress");
+        assert!(r.note_stall("no physical slot"), "after progress");
     }
 }

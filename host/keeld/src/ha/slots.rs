@@ -208,6 +208,60 @@ pub(super) fn logical_copies(
         .collect()
 }
 
+/// A member keeps copies of the permanent logical slots (Patroni 4's slot failover) when
+/// it could lead (not `nofailover`) and its feedback reaches the primary through a physical
+/// slot (not `nostream`, no `replicatefrom` loop), in a cluster that is not a standby one
+/// and has logical permanent slots for a primary.
+pub(super) fn keeps_logical_copies(
+    name: &str,
+    tags: &keel_config::Tags,
+    cluster: &Cluster,
+    config: &DynamicConfig,
+) -> bool {
+    !config.is_standby_cluster()
+        && !tags.nofailover()
+        && config.slots.values().any(|slot| {
+            matches!(slot, PermanentSlot::Logical { cluster_type, .. } if applies(cluster_type.as_deref(), false))
+        })
+        && slot_on_primary(name, tags, cluster).is_some()
+}
+
+/// Patroni's `should_enforce_hot_standby_feedback`: `hot_standby_feedback` must be on when
+/// this member keeps logical slot copies, or a member streaming from it (`replicatefrom`,
+/// transitively) does: only the feedback keeps the catalog rows the copies need.
+pub(super) fn needs_hot_standby_feedback(
+    name: &str,
+    tags: &keel_config::Tags,
+    cluster: &Cluster,
+    config: &DynamicConfig,
+    use_slots: bool,
+) -> bool {
+    if !use_slots || config.is_standby_cluster() {
+        return false;
+    }
+    let mut seen = vec![name.to_owned()];
+    let mut queue = vec![(name.to_owned(), tags.clone())];
+    while let Some((name, tags)) = queue.pop() {
+        if keeps_logical_copies(&name, &tags, cluster, config) {
+            return true;
+        }
+        if slot_on_primary(&name, &tags, cluster).is_none() {
+            continue;
+        }
+        for m in &cluster.members {
+            let member_tags = keel_ha::tags_of(m);
+            if member_tags.replicatefrom() == Some(name.as_str())
+                && cluster.leader_name() != Some(m.name.as_str())
+                && !seen.contains(&m.name)
+            {
+                seen.push(m.name.clone());
+                queue.push((m.name.clone(), member_tags));
+            }
+        }
+    }
+    false
+}
+
 /// The physical slot on the primary that carries this replica's `hot_standby_feedback`:
 /// its own, or that of the member it cascades from (`replicatefrom`, followed up to a member
 /// streaming from the primary); `None` for `nostream` or a `replicatefrom` loop (Patroni's
@@ -223,9 +277,11 @@ pub(super) fn slot_on_primary(
         if tags.nostream() {
             return None;
         }
+        // Streaming from the leader itself is streaming from the primary (Patroni would
+        // name the leader's own slot here, which does not exist).
         let upstream = tags
             .replicatefrom()
-            .filter(|from| *from != name)
+            .filter(|from| *from != name && cluster.leader_name() != Some(*from))
             .and_then(|from| cluster.member(from));
         let Some(upstream) = upstream else {
             return Some(slot_name_from_member_name(&name));
@@ -691,6 +747,55 @@ mod tests {
             None,
             "a loop"
         );
+    }
+
+    #[test]
+    fn logical_copies_and_feedback_follow_patroni() {
+        let tags = |json: serde_json::Value| {
+            let map = serde_json::from_value(json).unwrap();
+            keel_config::Tags::parse(&map).unwrap().0
+        };
+        let logical = config(&json!({"slots": {
+            "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}}));
+        let physical_only = config(&json!({"slots": {"arch": {"type": "physical"}}}));
+        let c = cluster(vec![
+            member("b", &json!({})),
+            member(
+                "cascade",
+                &json!({"replicatefrom": "b", "nofailover": true}),
+            ),
+            member("leaf", &json!({"replicatefrom": "cascade"})),
+        ]);
+        let none = tags(json!({}));
+        assert!(keeps_logical_copies("b", &none, &c, &logical));
+        assert!(!keeps_logical_copies("b", &none, &c, &physical_only));
+        let nofailover = tags(json!({"nofailover": true}));
+        assert!(!keeps_logical_copies("cascade", &nofailover, &c, &logical));
+        assert!(!keeps_logical_copies(
+            "x",
+            &tags(json!({"nostream": true})),
+            &c,
+            &logical
+        ));
+        // `cascade` keeps no copies itself, but `leaf` streams through it and does.
+        let from_b = tags(json!({"replicatefrom": "b", "nofailover": true}));
+        assert!(needs_hot_standby_feedback(
+            "cascade", &from_b, &c, &logical, true
+        ));
+        assert!(!needs_hot_standby_feedback(
+            "cascade", &from_b, &c, &logical, false
+        ));
+        assert!(!needs_hot_standby_feedback(
+            "cascade",
+            &from_b,
+            &c,
+            &physical_only,
+            true
+        ));
+        let standby = config(&json!({"slots": {
+            "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}},
+            "standby_cluster": {"host": "elsewhere"}}));
+        assert!(!needs_hot_standby_feedback("b", &none, &c, &standby, true));
     }
 
     #[test]
