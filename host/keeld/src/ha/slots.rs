@@ -455,6 +455,11 @@ mod tests {
         Cluster::from_entries(&all)
     }
 
+    fn tags(json: serde_json::Value) -> keel_config::Tags {
+        let map = serde_json::from_value(json).unwrap();
+        keel_config::Tags::parse(&map).unwrap().0
+    }
+
     fn config(json: &serde_json::Value) -> DynamicConfig {
         DynamicConfig::from_json_lenient(&json.to_string()).0
     }
@@ -714,10 +719,6 @@ mod tests {
 
     #[test]
     fn the_feedback_slot_on_the_primary_follows_cascades() {
-        let tags = |json: serde_json::Value| {
-            let map = serde_json::from_value(json).unwrap();
-            keel_config::Tags::parse(&map).unwrap().0
-        };
         let c = cluster(vec![
             member("b", &json!({})),
             member("c", &json!({"replicatefrom": "b"})),
@@ -751,10 +752,6 @@ mod tests {
 
     #[test]
     fn logical_copies_and_feedback_follow_patroni() {
-        let tags = |json: serde_json::Value| {
-            let map = serde_json::from_value(json).unwrap();
-            keel_config::Tags::parse(&map).unwrap().0
-        };
         let logical = config(&json!({"slots": {
             "cdc": {"type": "logical", "database": "app", "plugin": "pgoutput"}}}));
         let physical_only = config(&json!({"slots": {"arch": {"type": "physical"}}}));
