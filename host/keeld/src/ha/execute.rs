@@ -962,17 +962,18 @@ impl Daemon {
         if !due {
             return;
         }
-        let missing = self.usable_copies(&leader, &up, missing).await;
-        // Deferred copies count as an attempt: looked at again once the leader's position
-        // for them moves, at most every LOGICAL_COPY_MIN_INTERVAL.
+        // Deferred copies count as an attempt too: looked at again once the leader's
+        // position for them moves (at most every LOGICAL_COPY_MIN_INTERVAL), or after
+        // LOGICAL_COPY_RETRY.
         self.slot_state.copied_at = Some(std::time::Instant::now());
-        if missing.is_empty() {
-            return;
-        }
         self.slot_state.copied_positions = missing
             .iter()
             .filter_map(|name| Some((name.clone(), *published.get(name)?)))
             .collect();
+        let missing = self.usable_copies(&leader, &up, missing).await;
+        if missing.is_empty() {
+            return;
+        }
         tracing::info!(
             "copying logical replication slots {} from {leader}; PostgreSQL restarts",
             missing.join(", ")
