@@ -354,14 +354,11 @@ async fn slots_are_created_and_dropped() {
     keel_testkit::unprivileged_test!();
     let Some(mut c) = Cluster::new() else { return };
     let i = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.parameters.set("wal_level", "logical");
         })
         .await;
     let pg = &c.nodes[i].pg;
-    pg.bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     let wanted = [
         SlotSpec::physical("n2"),
         SlotSpec::physical("keep_me"),
@@ -694,7 +691,7 @@ async fn before_stop_runs_while_the_server_is_still_up() {
     let marker = tempfile::NamedTempFile::new().expect("marker");
     let marker_path = marker.path().to_owned();
     let n1 = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.before_stop = Some(format!(
                 "test -f {}/postmaster.pid && echo up >> {}",
                 s.data_dir.display(),
@@ -703,9 +700,6 @@ async fn before_stop_runs_while_the_server_is_still_up() {
         })
         .await;
     let pg = &c.nodes[n1].pg;
-    pg.bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     let lines = || {
         std::fs::read_to_string(&marker_path)
             .unwrap_or_default()
@@ -730,14 +724,11 @@ async fn a_fast_stop_checkpoints_before_shutting_down() {
     keel_testkit::unprivileged_test!();
     let Some(mut c) = Cluster::new() else { return };
     let n1 = c
-        .add("n1", |s| {
+        .primary_with("n1", |s| {
             s.parameters.set("log_checkpoints", "on");
         })
         .await;
     let pg = &c.nodes[n1].pg;
-    pg.bootstrap(&BootstrapMethod::Initdb(initdb_options()), false)
-        .await
-        .expect("bootstrap");
     let log = || std::fs::read_to_string(&pg.settings().log_file).unwrap_or_default();
     let requested = |text: &str| {
         text.matches("checkpoint starting: immediate force wait")
